@@ -1,0 +1,78 @@
+import Fastify, { LogController, type FastifyInstance, type FastifyError } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import cookie from '@fastify/cookie';
+import { ApiError, errorBody } from './core/errors.js';
+import { newId } from './core/ids.js';
+import { ErrorSchema } from './http/schemas.js';
+import type { AppContext } from './context.js';
+import { ApiKeyVerifier } from './auth/api-keys.js';
+import { systemRoutes } from './http/system-routes.js';
+import { registerFeatures } from './features.js';
+
+export type App = FastifyInstance;
+
+/** Builds the HTTP application: error vocabulary, auth, OpenAPI, and every feature's routes. */
+export async function buildApp(ctx: AppContext): Promise<App> {
+  const app = Fastify({
+    loggerInstance: ctx.log,
+    // Per-request access logs would double the log volume of the webhook hot path; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => newId('req'),
+    bodyLimit: 10 * 1024 * 1024,
+    trustProxy: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+  }) as unknown as FastifyInstance;
+
+  app.addSchema(ErrorSchema);
+  await app.register(cookie);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'dmgate', version: '1', description: 'Gateway and agent inbox for TikTok Business Messaging' },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'dmg_… API key' } } },
+      security: [{ apiKey: [] }],
+    },
+    refResolver: { buildLocalReference: (json, _base, _frag, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
+    const apiErr = toApiError(err);
+    if (apiErr.status >= 500) req.log.error({ err }, 'request failed');
+    for (const [k, v] of Object.entries(apiErr.headers)) reply.header(k, v);
+    void reply.code(apiErr.status).send(errorBody(apiErr, req.id));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(errorBody(new ApiError('not_found', `no route for ${req.method} ${req.url.split('?')[0]}`), req.id));
+  });
+
+  const keys = new ApiKeyVerifier(ctx.database);
+  app.decorate('apiKeys', keys);
+  await app.register(systemRoutes(ctx));
+  await registerFeatures(app, ctx, keys);
+  return app;
+}
+
+function toApiError(err: FastifyError | ApiError): ApiError {
+  if (err instanceof ApiError) return err;
+  const fe = err as FastifyError;
+  if (fe.validation) {
+    const first = fe.validation[0];
+    const field = first ? `${fe.validationContext ?? 'body'}${first.instancePath.replace(/\//g, '.')}` : undefined;
+    return new ApiError('invalid_request', fe.message, field ? { field, rule: first?.keyword } : {});
+  }
+  switch (fe.statusCode) {
+    case 413: return new ApiError('payload_too_large', 'the request body is too large');
+    case 415: return new ApiError('invalid_request', fe.message);
+    case 400: return new ApiError('invalid_request', fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || /JSON/.test(fe.message) ? 'the body is not valid JSON' : fe.message);
+    case 404: return new ApiError('not_found', fe.message);
+    default:
+      if (fe.statusCode && fe.statusCode < 500) return new ApiError('invalid_request', fe.message);
+      return new ApiError('internal_error', 'internal error');
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { apiKeys: ApiKeyVerifier }
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { createInterface } from 'node:readline/promises';
+import { ConfigError, loadConfig, loadDotEnv, type Config, type Role } from './config.js';
+import { createApiKey } from './auth/api-keys.js';
+import { createUser } from './auth/users.js';
+import { openDatabase } from './db/database.js';
+import { serve } from './server.js';
+import { acquireServeLock } from './serve-lock.js';
+import { registerTiktokWebhook } from './providers/tiktok/webhook-registration.js';
+import { startConnect } from './accounts/connect.js';
+import { closeContext, createContext } from './context.js';
+import { SANDBOX_PREFIX } from './sandbox.js';
+
+const USAGE = `dmgate — gateway and agent inbox for TikTok Business Messaging
+
+Usage:
+  dmgate serve [--role all|api|worker]        run the gateway (sandbox mode when TIKTOK_APP_ID is unset)
+  dmgate migrate                              apply database migrations and exit
+  dmgate emulator [--port N]                  run the TikTok emulator alone
+  dmgate sandbox dm --from NAME --text TEXT   a simulated customer DMs the sandbox business
+  dmgate keys create --name NAME              print a new API key
+  dmgate users create --email E --role admin|agent [--password P]
+  dmgate accounts connect                     print the URL that connects a TikTok Business account
+  dmgate tiktok register-webhook              point the TikTok app's DM webhook at DMGATE_PUBLIC_URL/webhooks/tiktok
+
+Configuration is read from the environment and .env (see README).`;
+
+function config(): Config {
+  loadDotEnv();
+  return loadConfig(process.env);
+}
+
+async function withDatabase<T>(cfg: Config, fn: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<T>): Promise<T> {
+  const database = await openDatabase({ databaseUrl: cfg.databaseUrl || undefined, dataDir: cfg.dataDir });
+  try { return await fn(database); } finally { await database.close(); }
+}
+
+async function readPassword(): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: process.stdin.isTTY });
+  const answer = await rl.question('Password: ');
+  rl.close();
+  return answer.trim();
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, sub, ...rest] = argv;
+  switch (cmd) {
+    case 'serve': {
+      const { values } = parseArgs({ args: argv.slice(1), options: { role: { type: 'string', default: 'all' } } });
+      const role = values.role as Role;
+      if (!['all', 'api', 'worker'].includes(role)) throw new ConfigError('--role must be all, api or worker');
+      const cfg = config();
+      const release = cfg.dialect === 'sqlite' ? acquireServeLock(cfg.dataDir) : () => undefined;
+      const server = await serve({ ...cfg, role });
+      server.ctx.log.info({ url: server.url, role, database: cfg.dialect, sandbox: cfg.sandbox }, 'dmgate is listening');
+      const stop = async (signal: string) => {
+        server.ctx.log.info({ signal }, 'shutting down');
+        await server.close().catch(() => undefined);
+        release();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop('SIGINT'));
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+      return -1;
+    }
+    case 'migrate': {
+      await withDatabase(config(), async () => undefined);
+      console.error('migrations applied');
+      return 0;
+    }
+    case 'emulator': {
+      const { values } = parseArgs({ args: argv.slice(1), options: { port: { type: 'string', default: '4100' }, host: { type: 'string', default: '127.0.0.1' } } });
+      loadDotEnv();
+      const { startEmulator } = await import('./emulator/index.js');
+      const appId = process.env.TIKTOK_APP_ID || 'sandbox_app';
+      const appSecret = process.env.TIKTOK_APP_SECRET || 'emulator_secret';
+      const emu = await startEmulator({ appId, appSecret, port: Number(values.port), host: values.host });
+      console.error(`TikTok emulator on ${emu.url} (app id ${appId}); API ${emu.url}/open_api/v1.3/, control ${emu.url}/_control/`);
+      return -1;
+    }
+    case 'sandbox': {
+      if (sub !== 'dm') break;
+      const { values } = parseArgs({ args: rest, options: { from: { type: 'string' }, text: { type: 'string' }, type: { type: 'string' }, url: { type: 'string' }, business: { type: 'string' } } });
+      if (!values.from || (!values.text && !values.type)) throw new ConfigError('usage: dmgate sandbox dm --from NAME --text TEXT');
+      const cfg = config();
+      const base = values.url ?? `http://127.0.0.1:${cfg.port}`;
+      const res = await fetch(`${base}${SANDBOX_PREFIX}/_control/dm`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ from: values.from, text: values.text, type: values.type, business: values.business }),
+      }).catch((err: Error) => { throw new Error(`no sandbox server answered at ${base} (${err.message}); start it with npm start`); });
+      const body = await res.text();
+      if (!res.ok) throw new Error(`the sandbox refused the DM: ${res.status} ${body}`);
+      console.log(body);
+      return 0;
+    }
+    case 'keys': {
+      if (sub !== 'create') break;
+      const { values } = parseArgs({ args: rest, options: { name: { type: 'string' } } });
+      if (!values.name) throw new ConfigError('usage: dmgate keys create --name NAME');
+      const key = await withDatabase(config(), (db) => createApiKey(db, values.name!));
+      console.log(key.key);
+      return 0;
+    }
+    case 'users': {
+      if (sub !== 'create') break;
+      const { values } = parseArgs({ args: rest, options: { email: { type: 'string' }, role: { type: 'string', default: 'agent' }, password: { type: 'string' }, name: { type: 'string' } } });
+      if (!values.email || !['admin', 'agent'].includes(values.role!)) throw new ConfigError('usage: dmgate users create --email E --role admin|agent [--password P]');
+      const password = values.password ?? await readPassword();
+      const user = await withDatabase(config(), (db) => createUser(db, { email: values.email!, role: values.role as 'admin' | 'agent', password, name: values.name ?? null }));
+      console.log(user.id);
+      return 0;
+    }
+    case 'accounts': {
+      if (sub !== 'connect') break;
+      const cfg = config();
+      if (cfg.sandbox) throw new ConfigError('sandbox mode connects sandbox_shop by itself; set TIKTOK_APP_ID and TIKTOK_APP_SECRET to connect real accounts');
+      const ctx = await createContext(cfg);
+      try {
+        console.log(await startConnect(ctx));
+        console.error('Open this URL in a browser signed in to the TikTok Business account (valid 10 minutes).');
+      } finally { await closeContext(ctx); }
+      return 0;
+    }
+    case 'tiktok': {
+      if (sub !== 'register-webhook') break;
+      const cfg = config();
+      if (cfg.sandbox) throw new ConfigError('sandbox mode wires its webhook by itself; set TIKTOK_APP_ID and TIKTOK_APP_SECRET first');
+      const url = await registerTiktokWebhook(cfg);
+      console.log(url);
+      return 0;
+    }
+    case undefined: case 'help': case '--help': case '-h':
+      console.log(USAGE);
+      return 0;
+  }
+  console.error(USAGE);
+  return 2;
+}
+
+main(process.argv.slice(2)).then((code) => {
+  if (code >= 0) process.exit(code);
+}, (err: unknown) => {
+  console.error(`dmgate: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(err instanceof ConfigError ? 2 : 1);
+});

@@ -1,0 +1,76 @@
+import { EventEmitter } from 'node:events';
+import type pg from 'pg';
+import type { Logger } from './logger.js';
+
+/**
+ * Wake-ups between loops ("new inbound event", "new deliveries", "new outbound message") and
+ * realtime fan-out. In one process it is an EventEmitter; on Postgres it also rides LISTEN/NOTIFY
+ * so that every process of a cluster hears it. Nothing is ever only here: the database holds the
+ * work, the bus only says "look now".
+ */
+export type Topic = 'inbound' | 'deliveries' | 'outbound' | 'events' | 'endpoints' | 'accounts';
+const TOPICS: Topic[] = ['inbound', 'deliveries', 'outbound', 'events', 'endpoints', 'accounts'];
+const CHANNEL = 'dmgate_bus';
+
+export class Bus {
+  private readonly emitter = new EventEmitter();
+  private client: pg.PoolClient | null = null;
+  private readonly pending = new Set<string>();
+  private flushScheduled = false;
+
+  constructor(private readonly log: Logger, private readonly pool?: pg.Pool) {
+    this.emitter.setMaxListeners(0);
+  }
+
+  async start(): Promise<void> {
+    if (!this.pool) return;
+    this.client = await this.pool.connect();
+    this.client.on('notification', (msg) => {
+      if (msg.channel !== CHANNEL || !msg.payload) return;
+      const [origin, topic, data] = splitOnce(msg.payload);
+      if (origin === String(process.pid) + ':' + this.instance) return; // our own, already emitted locally
+      if (TOPICS.includes(topic as Topic)) this.emitter.emit(topic, data || undefined);
+    });
+    this.client.on('error', (err) => this.log.warn({ err }, 'bus listener connection error'));
+    await this.client.query(`LISTEN ${CHANNEL}`);
+  }
+
+  private readonly instance = Math.random().toString(36).slice(2, 8);
+
+  /** Announces work on a topic: local listeners at once, other processes through NOTIFY (coalesced). */
+  notify(topic: Topic, data?: string): void {
+    this.emitter.emit(topic, data);
+    if (!this.pool) return;
+    this.pending.add(topic + '\u0000' + (data ?? ''));
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const items = [...this.pending];
+      this.pending.clear();
+      for (const item of items) {
+        const payload = `${process.pid}:${this.instance}\u0001${item.replace('\u0000', '\u0001')}`;
+        this.pool!.query('SELECT pg_notify($1, $2)', [CHANNEL, payload]).catch((err) => this.log.warn({ err }, 'notify failed'));
+      }
+    });
+  }
+
+  on(topic: Topic, fn: (data?: string) => void): () => void {
+    this.emitter.on(topic, fn);
+    return () => this.emitter.off(topic, fn);
+  }
+
+  async close(): Promise<void> {
+    if (this.client) {
+      await this.client.query(`UNLISTEN ${CHANNEL}`).catch(() => undefined);
+      this.client.release();
+      this.client = null;
+    }
+    this.emitter.removeAllListeners();
+  }
+}
+
+function splitOnce(payload: string): [string, string, string] {
+  const [origin = '', topic = '', ...rest] = payload.split('\u0001');
+  return [origin, topic, rest.join('\u0001')];
+}

@@ -1,0 +1,71 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import pg from 'pg';
+import type { DB } from './schema.js';
+import { migrate } from './migrate.js';
+
+export type Dialect = 'sqlite' | 'postgres';
+export type Tx = Transaction<DB>;
+export type Executor = Kysely<DB> | Tx;
+
+export interface Database {
+  db: Kysely<DB>;
+  dialect: Dialect;
+  /** The better-sqlite3 handle (SQLite only): the ingest hot path writes through it directly. */
+  sqlite?: BetterSqlite3.Database;
+  /** The pg pool (Postgres only): LISTEN/NOTIFY needs a dedicated client from it. */
+  pool?: pg.Pool;
+  close(): Promise<void>;
+}
+
+// BIGINT (epoch ms, serial ids) fits a JS number for the next 280,000 years; parse it as one.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+export interface OpenOptions {
+  databaseUrl?: string;
+  dataDir: string;
+  /** Run migrations (under a lock on Postgres). Default true. */
+  migrate?: boolean;
+  poolSize?: number;
+}
+
+export async function openDatabase(opts: OpenOptions): Promise<Database> {
+  let database: Database;
+  if (opts.databaseUrl) {
+    // Acknowledged means on disk: insist on synchronous commit whatever the server default is.
+    const url = new URL(opts.databaseUrl);
+    url.searchParams.set('options', [url.searchParams.get('options'), '-c synchronous_commit=on'].filter(Boolean).join(' '));
+    const pool = new pg.Pool({ connectionString: url.toString(), max: opts.poolSize ?? 10 });
+    const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+    database = { db, dialect: 'postgres', pool, close: () => db.destroy() };
+  } else {
+    mkdirSync(opts.dataDir, { recursive: true });
+    const sqlite = new BetterSqlite3(join(opts.dataDir, 'dmgate.db'));
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma('busy_timeout = 5000');
+    sqlite.pragma('foreign_keys = OFF');
+    const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
+    database = { db, dialect: 'sqlite', sqlite, close: () => db.destroy() };
+  }
+  if (opts.migrate !== false) await migrate(database);
+  return database;
+}
+
+export async function ping(database: Database): Promise<boolean> {
+  try {
+    await sql`select 1`.execute(database.db);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const now = () => Date.now();
+export const json = (v: unknown) => JSON.stringify(v);
+export function parseJson<T>(v: string | null | undefined, fallback: T): T {
+  if (v === null || v === undefined || v === '') return fallback;
+  try { return JSON.parse(v) as T; } catch { return fallback; }
+}

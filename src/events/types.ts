@@ -1,0 +1,44 @@
+/** The normalized event vocabulary (DESIGN §6), identical for every provider. */
+export const EVENT_TYPES = [
+  'message.received', 'message.sent', 'message.status',
+  'conversation.created', 'conversation.referral', 'conversation.assigned', 'conversation.resolved', 'conversation.reopened',
+  'contact.created',
+  'account.connected', 'account.needs_reauth', 'account.disconnected',
+  'webhook.test',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export interface ContactSummary {
+  id: string;
+  username: string | null;
+  display_name: string | null;
+  is_follower: boolean;
+}
+
+export interface Referral {
+  source: 'ad' | 'short_link';
+  ad?: { advertiser_id?: string; ad_id?: string; ad_name?: string; embed_url?: string; message_material_id?: string; timestamp?: number };
+  short_link?: { ref?: string; prefilled_message?: string; prefilled_message_audit_status?: string };
+}
+
+/**
+ * The fields an event carries besides `id`, `event`, `timestamp` (which the outbox adds). The seed's
+ * fields come first in every serialized body, so consumers see the same leading shape everywhere.
+ */
+export interface EventInput {
+  event: EventType;
+  account_id: string | null;
+  provider: string;
+  conversation_id?: string | null;
+  /** Seconds. Defaults to the time the event is appended. */
+  timestamp?: number;
+  data: Record<string, unknown>;
+}
+
+export interface StoredEvent {
+  id: string;
+  seq: number;
+  event: EventType;
+  payload: string; // serialized body, exactly what subscribers receive
+  conversation_id: string | null;
+}

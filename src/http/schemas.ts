@@ -1,0 +1,27 @@
+import { Type, type TSchema } from '@sinclair/typebox';
+
+/** Shared route-schema pieces, so every list and error looks the same in the OpenAPI document. */
+export const ErrorSchema = Type.Object({
+  error: Type.Object({
+    code: Type.String(),
+    message: Type.String(),
+    request_id: Type.String(),
+    details: Type.Record(Type.String(), Type.Unknown()),
+  }),
+}, { $id: 'Error' });
+
+export const ListQuery = Type.Object({
+  cursor: Type.Optional(Type.String()),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+});
+
+export const listOf = <T extends TSchema>(item: T) =>
+  Type.Object({ data: Type.Array(item), next_cursor: Type.Union([Type.String(), Type.Null()]) });
+
+export const IdParams = Type.Object({ id: Type.String() });
+
+export const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
+
+/** Standard error responses a route can produce; merged into each route's `response`. */
+export const errorResponses = (...codes: number[]) =>
+  Object.fromEntries(codes.map((c) => [c, { $ref: 'Error#' }]));

@@ -1,0 +1,220 @@
+import { newId } from '../core/ids.js';
+import type { Tx } from '../db/database.js';
+import { parseJson } from '../db/database.js';
+import type { EventInput, Referral } from '../events/types.js';
+import type { ProviderEvent, ProviderMessage, ProviderUser } from '../providers/types.js';
+import type { AccountRow } from '../accounts/store.js';
+import { contactSummary, messageView, type ContactRow, type ConversationRow, type MessageRow } from '../messaging/views.js';
+
+/** What applying one provider event did: the events to append, or a request to try again later. */
+export type ApplyOutcome = { events: EventInput[] } | { defer: string };
+
+interface ApplyContext { tx: Tx; account: AccountRow; now: number; historical: boolean }
+
+const preview = (m: ProviderMessage) => (m.text ?? `[${m.type}]`).slice(0, 200);
+
+async function upsertContact(a: ApplyContext, provider: string, user: ProviderUser, events: EventInput[]): Promise<ContactRow> {
+  const { tx, now } = a;
+  const existing = await tx.selectFrom('contacts').selectAll().where('provider', '=', provider).where('external_id', '=', user.externalId).executeTakeFirst();
+  if (existing) {
+    const patch: Partial<ContactRow> = {};
+    if (user.username && user.username !== existing.username) patch.username = user.username;
+    if (user.displayName && user.displayName !== existing.display_name) patch.display_name = user.displayName;
+    if (user.avatarUrl && user.avatarUrl !== existing.avatar_url) patch.avatar_url = user.avatarUrl;
+    if (user.isFollower !== null && Number(user.isFollower) !== existing.is_follower) patch.is_follower = Number(user.isFollower);
+    if (Object.keys(patch).length) {
+      await tx.updateTable('contacts').set({ ...patch, updated_at: now }).where('id', '=', existing.id).execute();
+      return { ...existing, ...patch };
+    }
+    return existing;
+  }
+  const row: ContactRow = {
+    id: newId('ct', now), provider, external_id: user.externalId, username: user.username, display_name: user.displayName,
+    avatar_url: user.avatarUrl, is_follower: Number(Boolean(user.isFollower)), first_referral: null, attributes: '{}', notes: null,
+    created_at: now, updated_at: now,
+  };
+  await tx.insertInto('contacts').values(row).execute();
+  if (!a.historical) events.push({ event: 'contact.created', account_id: a.account.id, provider, data: { contact: contactSummary(row) } });
+  return row;
+}
+
+async function upsertConversation(a: ApplyContext, externalId: string, contact: ContactRow, atMs: number, events: EventInput[]): Promise<ConversationRow> {
+  const { tx, account, now } = a;
+  const existing = await tx.selectFrom('conversations').selectAll().where('account_id', '=', account.id).where('external_id', '=', externalId).executeTakeFirst();
+  if (existing) return existing;
+  const row: ConversationRow = {
+    id: newId('cv', now), account_id: account.id, contact_id: contact.id, external_id: externalId, status: 'open', assignee_id: null,
+    last_inbound_at: null, last_outbound_at: null, outbound_since_inbound: 0, first_unanswered_at: null,
+    last_message_at: atMs, last_message_preview: null, customer_read_at: null, referral: null,
+    image_capability: null, image_capability_checked_at: null, created_at: now, updated_at: now,
+  };
+  await tx.insertInto('conversations').values(row).execute();
+  if (!a.historical) {
+    events.push({ event: 'conversation.created', account_id: account.id, provider: account.provider, conversation_id: row.id, data: { conversation_id: row.id, contact: contactSummary(contact) } });
+  }
+  return row;
+}
+
+async function insertMessage(tx: Tx, row: MessageRow): Promise<boolean> {
+  const res = await tx.insertInto('messages').values(row)
+    .onConflict((oc) => oc.columns(['account_id', 'provider_message_id']).doNothing()).executeTakeFirst();
+  return Number(res.numInsertedOrUpdatedRows ?? 0) === 1;
+}
+
+async function mediaFor(a: ApplyContext, messageId: string, m: ProviderMessage): Promise<string | null> {
+  if (!m.media) return null;
+  const id = newId('med', a.now);
+  await a.tx.insertInto('media').values({
+    id, message_id: messageId, account_id: a.account.id, provider_media_id: m.media.providerMediaId,
+    content_type: null, size: null, data: null, created_at: a.now,
+  }).execute();
+  return JSON.stringify({ id, kind: m.media.kind, url: `/v1/media/${id}` });
+}
+
+async function customerMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kind: 'customer_message' }>): Promise<ApplyOutcome> {
+  const { tx, account, now } = a;
+  const events: EventInput[] = [];
+  const contact = await upsertContact(a, account.provider, ev.customer, events);
+  const conv = await upsertConversation(a, ev.conversationId, contact, ev.message.timestampMs, events);
+  const m = ev.message;
+  const id = newId('msg', now);
+  // The first message after a referral carries it (DESIGN §6), once.
+  const pendingReferral = parseJson<{ referral: Referral; attached_to: string | null } | null>(conv.referral, null);
+  const referral = pendingReferral && !pendingReferral.attached_to ? pendingReferral.referral : null;
+  const extra = { ...(m.extra ?? {}), ...(referral ? { referral } : {}) };
+  const replyTo = m.replyToProviderId
+    ? (await tx.selectFrom('messages').select('id').where('account_id', '=', account.id).where('provider_message_id', '=', m.replyToProviderId).executeTakeFirst())?.id ?? null
+    : null;
+  const row: MessageRow = {
+    id, conversation_id: conv.id, account_id: account.id, direction: 'inbound', provider_message_id: m.providerMessageId,
+    type: m.type, text: m.text, media: null, extra: Object.keys(extra).length ? JSON.stringify(extra) : null,
+    source: 'customer', status: 'received', error: null, idempotency_key: null, request_hash: null, reply_to: replyTo, sent_by: null,
+    attempts: 0, next_attempt_at: null, counted_in_window: 0, provider_timestamp: m.timestampMs, created_at: now, updated_at: now,
+  };
+  row.media = await mediaFor(a, id, m);
+  if (!(await insertMessage(tx, row))) {
+    await tx.deleteFrom('media').where('message_id', '=', id).execute();
+    return { events }; // a duplicate: TikTok retried, or backfill overlapped
+  }
+  // Window state: each customer message opens/extends the window and resets the quota.
+  const newer = (conv.last_inbound_at ?? 0) <= m.timestampMs;
+  await tx.updateTable('conversations').set({
+    last_inbound_at: newer ? m.timestampMs : conv.last_inbound_at,
+    outbound_since_inbound: newer ? 0 : conv.outbound_since_inbound,
+    first_unanswered_at: conv.first_unanswered_at ?? (a.historical && (conv.last_outbound_at ?? 0) > m.timestampMs ? null : m.timestampMs),
+    last_message_at: Math.max(conv.last_message_at ?? 0, m.timestampMs),
+    last_message_preview: newer ? preview(m) : conv.last_message_preview,
+    status: a.historical ? conv.status : 'open',
+    referral: referral ? JSON.stringify({ referral, attached_to: id }) : conv.referral,
+    updated_at: now,
+  }).where('id', '=', conv.id).execute();
+  if (!a.historical) {
+    events.push({
+      event: 'message.received', account_id: account.id, provider: account.provider, conversation_id: conv.id,
+      timestamp: Math.floor(m.timestampMs / 1000),
+      data: {
+        from: ev.customer.externalId, text: m.text, message_id: id, provider_message_id: m.providerMessageId,
+        conversation_id: conv.id, type: m.type, contact: contactSummary(contact), media: parseJson(row.media, null), referral,
+        ...(m.extra ? { extra: m.extra } : {}), reply_to: replyTo,
+      },
+    });
+  }
+  return { events };
+}
+
+async function businessMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kind: 'business_message' }>, attempts: number): Promise<ApplyOutcome> {
+  const { tx, account, now } = a;
+  const m = ev.message;
+  const known = await tx.selectFrom('messages').selectAll().where('account_id', '=', account.id).where('provider_message_id', '=', m.providerMessageId).executeTakeFirst();
+  if (known) return { events: [] }; // our own send, already recorded by the sender
+  const events: EventInput[] = [];
+  const contact = await upsertContact(a, account.provider, ev.customer, events);
+  const conv = await upsertConversation(a, ev.conversationId, contact, m.timestampMs, events);
+  if (ev.origin === 'api' && !a.historical && attempts < 10) {
+    // The echo of an API send can arrive before the send call returns its message id: wait for it.
+    const inFlight = await tx.selectFrom('messages').select('id').where('conversation_id', '=', conv.id)
+      .where('direction', '=', 'outbound').where('status', 'in', ['sending', 'queued']).executeTakeFirst();
+    if (inFlight) return { defer: 'echo of a send still in flight' };
+  }
+  const id = newId('msg', now);
+  const read = (conv.customer_read_at ?? 0) >= m.timestampMs;
+  const row: MessageRow = {
+    id, conversation_id: conv.id, account_id: account.id, direction: 'outbound', provider_message_id: m.providerMessageId,
+    type: m.type, text: m.text, media: null, extra: m.extra ? JSON.stringify(m.extra) : null,
+    source: ev.origin === 'api' ? 'api' : 'tiktok_app', status: read ? 'read' : 'sent', error: null, idempotency_key: null, request_hash: null,
+    reply_to: null, sent_by: null, attempts: 0, next_attempt_at: null, counted_in_window: 1, provider_timestamp: m.timestampMs, created_at: now, updated_at: now,
+  };
+  row.media = await mediaFor(a, id, m);
+  if (!(await insertMessage(tx, row))) return { events };
+  const inWindow = (conv.last_inbound_at ?? 0) <= m.timestampMs;
+  await tx.updateTable('conversations').set({
+    last_outbound_at: Math.max(conv.last_outbound_at ?? 0, m.timestampMs),
+    outbound_since_inbound: inWindow ? conv.outbound_since_inbound + 1 : conv.outbound_since_inbound,
+    first_unanswered_at: inWindow ? null : conv.first_unanswered_at,
+    last_message_at: Math.max(conv.last_message_at ?? 0, m.timestampMs),
+    last_message_preview: (conv.last_message_at ?? 0) <= m.timestampMs ? preview(m) : conv.last_message_preview,
+    updated_at: now,
+  }).where('id', '=', conv.id).execute();
+  if (!a.historical) {
+    const view = messageView(row);
+    events.push({
+      event: 'message.sent', account_id: account.id, provider: account.provider, conversation_id: conv.id,
+      timestamp: Math.floor(m.timestampMs / 1000),
+      data: {
+        text: m.text, message_id: id, provider_message_id: m.providerMessageId, conversation_id: conv.id, contact: contactSummary(contact),
+        source: row.source, to: ev.customer.externalId, type: m.type, media: view.media, status: row.status,
+      },
+    });
+  }
+  return { events };
+}
+
+async function referral(a: ApplyContext, ev: Extract<ProviderEvent, { kind: 'referral' }>): Promise<ApplyOutcome> {
+  const { tx, account, now } = a;
+  const events: EventInput[] = [];
+  const contact = await upsertContact(a, account.provider, ev.customer, events);
+  const conv = await upsertConversation(a, ev.conversationId, contact, ev.timestampMs, events);
+  await tx.updateTable('conversations').set({ referral: JSON.stringify({ referral: ev.referral, attached_to: null }), updated_at: now }).where('id', '=', conv.id).execute();
+  if (!contact.first_referral) {
+    await tx.updateTable('contacts').set({ first_referral: JSON.stringify({ ...ev.referral, conversation_id: conv.id, at: new Date(ev.timestampMs).toISOString() }), updated_at: now })
+      .where('id', '=', contact.id).execute();
+  }
+  events.push({
+    event: 'conversation.referral', account_id: account.id, provider: account.provider, conversation_id: conv.id,
+    timestamp: Math.floor(ev.timestampMs / 1000),
+    data: { from: ev.customer.externalId, conversation_id: conv.id, contact: contactSummary(contact), referral: ev.referral },
+  });
+  return { events };
+}
+
+async function read(a: ApplyContext, ev: Extract<ProviderEvent, { kind: 'read' }>): Promise<ApplyOutcome> {
+  const { tx, account, now } = a;
+  const conv = await tx.selectFrom('conversations').selectAll().where('account_id', '=', account.id).where('external_id', '=', ev.conversationId).executeTakeFirst();
+  if (!conv) return { events: [] };
+  const contact = await tx.selectFrom('contacts').selectAll().where('id', '=', conv.contact_id).executeTakeFirstOrThrow();
+  // A high-water mark: every business message at or before it is read.
+  const upTo = Math.max(conv.customer_read_at ?? 0, ev.readUpToMs);
+  await tx.updateTable('conversations').set({ customer_read_at: upTo, updated_at: now }).where('id', '=', conv.id).execute();
+  const toRead = await tx.selectFrom('messages').selectAll().where('conversation_id', '=', conv.id).where('direction', '=', 'outbound')
+    .where('status', '=', 'sent').where('provider_timestamp', '<=', upTo).orderBy('id').execute();
+  if (!toRead.length) return { events: [] };
+  await tx.updateTable('messages').set({ status: 'read', updated_at: now }).where('id', 'in', toRead.map((m) => m.id)).execute();
+  return {
+    events: toRead.map((m) => ({
+      event: 'message.status' as const, account_id: account.id, provider: account.provider, conversation_id: conv.id,
+      data: { message_id: m.id, provider_message_id: m.provider_message_id, conversation_id: conv.id, contact: contactSummary(contact), status: 'read', error: null },
+    })),
+  };
+}
+
+/** Applies one decoded provider event inside the caller's transaction. */
+export async function applyProviderEvent(tx: Tx, account: AccountRow, ev: ProviderEvent, now: number, opts: { attempts?: number; historical?: boolean } = {}): Promise<ApplyOutcome> {
+  const a: ApplyContext = { tx, account, now, historical: Boolean(opts.historical) };
+  switch (ev.kind) {
+    case 'customer_message': return customerMessage(a, ev);
+    case 'business_message': return businessMessage(a, ev, opts.attempts ?? 0);
+    case 'referral': return referral(a, ev);
+    case 'read': return read(a, ev);
+    default: return { events: [] };
+  }
+}

@@ -1,0 +1,85 @@
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Database } from '../db/database.js';
+
+export interface InboundRow {
+  provider: string;
+  dedupeKey: string;
+  eventType: string;
+  businessId: string | null;
+  body: string;
+  receivedAt: number;
+}
+
+interface Pending { row: InboundRow; resolve: () => void; reject: (err: unknown) => void }
+
+/**
+ * The durable inbound log. A webhook is acknowledged only after its row is committed; concurrent
+ * webhooks share one transaction (group commit), so many acknowledgements cost one disk sync.
+ * A duplicate (same provider + dedupe key) is a no-op: TikTok's retries collapse here.
+ */
+export class InboundLog {
+  private queue: Pending[] = [];
+  private flushing = 0;
+  private scheduled = false;
+  private readonly maxInFlight: number;
+  private insertSqlite?: (rows: InboundRow[]) => void;
+
+  constructor(private readonly database: Database, private readonly onCommitted: (batchSize: number) => void) {
+    this.maxInFlight = database.dialect === 'postgres' ? 4 : 1;
+    if (database.sqlite) this.insertSqlite = prepareSqlite(database.sqlite);
+  }
+
+  append(row: InboundRow): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ row, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.flushing >= this.maxInFlight || !this.queue.length) return;
+    this.scheduled = true;
+    // setImmediate lets every request already read in this loop turn join the batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.queue.splice(0, 500);
+    if (!batch.length) return;
+    this.flushing++;
+    try {
+      if (this.insertSqlite) this.insertSqlite(batch.map((p) => p.row));
+      else await this.insertPostgres(batch.map((p) => p.row));
+      for (const p of batch) p.resolve();
+      this.onCommitted(batch.length);
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    } finally {
+      this.flushing--;
+      this.schedule();
+    }
+  }
+
+  private async insertPostgres(rows: InboundRow[]): Promise<void> {
+    const params: unknown[] = [];
+    const values = rows.map((r, i) => {
+      params.push(r.provider, r.dedupeKey, r.eventType, r.businessId, r.body, r.receivedAt);
+      const b = i * 6;
+      return `($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},'pending',0,0,$${b + 6})`;
+    });
+    await this.database.pool!.query(
+      `insert into inbound_events (provider, dedupe_key, event_type, business_id, body, status, attempts, next_attempt_at, received_at)
+       values ${values.join(',')} on conflict (provider, dedupe_key) do nothing`, params);
+  }
+}
+
+function prepareSqlite(sqlite: BetterSqlite3.Database): (rows: InboundRow[]) => void {
+  const stmt = sqlite.prepare(`insert into inbound_events (provider, dedupe_key, event_type, business_id, body, status, attempts, next_attempt_at, received_at)
+    values (?, ?, ?, ?, ?, 'pending', 0, 0, ?) on conflict (provider, dedupe_key) do nothing`);
+  return sqlite.transaction((rows: InboundRow[]) => {
+    for (const r of rows) stmt.run(r.provider, r.dedupeKey, r.eventType, r.businessId, r.body, r.receivedAt);
+  });
+}

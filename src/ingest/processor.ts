@@ -1,0 +1,197 @@
+import { randomBytes } from 'node:crypto';
+import type { AppContext } from '../context.js';
+import { tryAcquireLease } from '../db/leases.js';
+import { appendEvents } from '../events/outbox.js';
+import type { EventInput } from '../events/types.js';
+import { decodeTiktokWebhook, type TiktokEnvelope } from '../providers/tiktok/webhook-events.js';
+import type { ProviderEvent } from '../providers/types.js';
+import type { AccountRow } from '../accounts/store.js';
+import { applyProviderEvent } from './apply.js';
+import { fetchRecentMessages } from './sync.js';
+import type { Worker } from '../runtime.js';
+
+const BATCH = 200;
+/** While ingress is busy: small batches, at least this often, so a burst never starves processing. */
+const PRESSURED_BATCH = 20;
+const PRESSURED_PAUSE_MS = 200;
+const MAX_ATTEMPTS = 10;
+const DEFER_MS = 500;
+const LEASE_MS = 15000;
+
+interface Row { seq: number; business_id: string | null; body: string; attempts: number; event_type: string }
+type Decision = { status: 'processed' | 'ignored' | 'held'; error?: string } | { defer: string };
+
+/**
+ * Turns stored webhooks into conversations, messages and events, in arrival order. One processor
+ * works at a time (a lease on Postgres), which keeps every conversation's events in order; each
+ * batch commits its rows' effects, their events and deliveries, and their processed marks together.
+ */
+export function startProcessor(ctx: AppContext): Worker {
+  const owner = `processor:${process.pid}:${randomBytes(4).toString('hex')}`;
+  let stopped = false;
+  let running: Promise<void> | null = null;
+  let again = false;
+  let timer: NodeJS.Timeout | null = null;
+
+  const wake = () => {
+    if (stopped) return;
+    if (running) { again = true; return; }
+    running = runUntilIdle().catch((err) => ctx.log.error({ err }, 'inbound processing failed')).finally(() => {
+      running = null;
+      if (again) { again = false; wake(); }
+    });
+  };
+
+  async function runUntilIdle(): Promise<void> {
+    if (ctx.database.dialect === 'postgres' && !(await tryAcquireLease(ctx.database, 'ingest-processor', owner, LEASE_MS, ctx.clock()))) return;
+    while (!stopped) {
+      const pressured = ctx.pressure.busy;
+      if (pressured) await new Promise((r) => setTimeout(r, PRESSURED_PAUSE_MS));
+      const limit = pressured ? PRESSURED_BATCH : BATCH;
+      const now = ctx.clock();
+      const rows = await ctx.database.db.selectFrom('inbound_events').select(['seq', 'business_id', 'body', 'attempts', 'event_type'])
+        .where('status', '=', 'pending').where('next_attempt_at', '<=', now).orderBy('seq').limit(limit).execute();
+      if (!rows.length) return;
+      await processBatch(ctx, rows);
+      if (ctx.database.dialect === 'postgres') await tryAcquireLease(ctx.database, 'ingest-processor', owner, LEASE_MS, ctx.clock());
+      if (rows.length < limit) return;
+    }
+  }
+
+  const off = ctx.bus.on('inbound', wake);
+  const offAccounts = ctx.bus.on('accounts', wake);
+  timer = setInterval(wake, ctx.config.pollIntervalMs);
+  timer.unref();
+  setImmediate(wake);
+  return {
+    async stop() {
+      stopped = true;
+      off(); offAccounts();
+      if (timer) clearInterval(timer);
+      await running;
+    },
+  };
+}
+
+async function loadAccounts(ctx: AppContext, rows: Row[]): Promise<Map<string, AccountRow>> {
+  const ids = [...new Set(rows.map((r) => r.business_id).filter((x): x is string => Boolean(x)))];
+  if (!ids.length) return new Map();
+  const accts = await ctx.database.db.selectFrom('accounts').selectAll().where('provider', '=', 'tiktok').where('external_id', 'in', ids).execute();
+  return new Map(accts.map((a) => [a.external_id, a]));
+}
+
+function decode(row: Row): ProviderEvent[] {
+  try {
+    return decodeTiktokWebhook(JSON.parse(row.body) as TiktokEnvelope);
+  } catch {
+    return [{ kind: 'ignored', businessId: row.business_id, reason: 'stored body is not JSON' }];
+  }
+}
+
+async function processBatch(ctx: AppContext, rows: Row[]): Promise<void> {
+  const accounts = await loadAccounts(ctx, rows);
+  let group: Row[] = [];
+  for (const row of rows) {
+    const events = decode(row);
+    if (events.some((e) => e.kind === 'sync_needed')) {
+      await commitGroup(ctx, group, accounts);
+      group = [];
+      await processSync(ctx, row, events, accounts);
+    } else {
+      group.push(row);
+    }
+  }
+  await commitGroup(ctx, group, accounts);
+}
+
+function precheck(row: Row, accounts: Map<string, AccountRow>): Decision | AccountRow {
+  const account = row.business_id ? accounts.get(row.business_id) : undefined;
+  if (!account) return { status: 'ignored', error: 'no connected account for this business' };
+  // A disconnected account's webhooks are kept and replayed when it reconnects.
+  if (account.status === 'disconnected') return { status: 'held' };
+  return account;
+}
+
+async function commitGroup(ctx: AppContext, rows: Row[], accounts: Map<string, AccountRow>): Promise<void> {
+  if (!rows.length) return;
+  try {
+    await applyRows(ctx, rows, accounts);
+  } catch (err) {
+    if (rows.length === 1) { await recordFailure(ctx, rows[0], err); return; }
+    // One bad row must not hold back the others: retry them one by one.
+    for (const row of rows) {
+      try { await applyRows(ctx, [row], accounts); } catch (e) { await recordFailure(ctx, row, e); }
+    }
+  }
+}
+
+async function applyRows(ctx: AppContext, rows: Row[], accounts: Map<string, AccountRow>): Promise<void> {
+  const now = ctx.clock();
+  let appended = 0;
+  await ctx.database.db.transaction().execute(async (tx) => {
+    for (const row of rows) {
+      const pre = precheck(row, accounts);
+      let decision: Decision;
+      const events: EventInput[] = [];
+      if ('id' in pre) {
+        decision = { status: 'processed' };
+        for (const ev of decode(row)) {
+          if (ev.kind === 'ignored') { decision = { status: 'ignored', error: ev.reason }; continue; }
+          const out = await applyProviderEvent(tx, pre, ev, now, { attempts: row.attempts });
+          if ('defer' in out) { decision = out; break; }
+          events.push(...out.events);
+        }
+      } else {
+        decision = pre;
+      }
+      if ('defer' in decision) {
+        await tx.updateTable('inbound_events').set({ attempts: row.attempts + 1, next_attempt_at: now + DEFER_MS, error: decision.defer }).where('seq', '=', row.seq).execute();
+        continue;
+      }
+      appended += (await appendEvents(tx, events, now)).length;
+      await tx.updateTable('inbound_events').set({ status: decision.status, error: decision.error ?? null, processed_at: now }).where('seq', '=', row.seq).execute();
+    }
+  });
+  if (appended) {
+    ctx.bus.notify('deliveries');
+    ctx.bus.notify('events');
+  }
+}
+
+async function recordFailure(ctx: AppContext, row: Row, err: unknown): Promise<void> {
+  const attempts = row.attempts + 1;
+  const failed = attempts >= MAX_ATTEMPTS;
+  ctx.log.error({ err, seq: row.seq, event: row.event_type, attempts }, failed ? 'inbound event failed for good' : 'inbound event failed; will retry');
+  await ctx.database.db.updateTable('inbound_events').set({
+    attempts, status: failed ? 'failed' : 'pending', error: err instanceof Error ? err.message.slice(0, 500) : String(err),
+    next_attempt_at: ctx.clock() + Math.min(60000, 1000 * 2 ** attempts),
+  }).where('seq', '=', row.seq).execute();
+}
+
+/** TikTok's EEA events carry no content: read the conversation through the API, then apply. */
+async function processSync(ctx: AppContext, row: Row, events: ProviderEvent[], accounts: Map<string, AccountRow>): Promise<void> {
+  const pre = precheck(row, accounts);
+  if (!('id' in pre)) {
+    const d = pre as Extract<Decision, { status: string }>;
+    await ctx.database.db.updateTable('inbound_events').set({ status: d.status, error: d.error ?? null, processed_at: ctx.clock() }).where('seq', '=', row.seq).execute();
+    return;
+  }
+  try {
+    const since = Math.min(...events.map((e) => (e.kind === 'sync_needed' ? e.sinceMs : Infinity)));
+    const fetched = await fetchRecentMessages(ctx, pre, since);
+    const now = ctx.clock();
+    let appended = 0;
+    await ctx.database.db.transaction().execute(async (tx) => {
+      const out: EventInput[] = [];
+      for (const f of fetched) {
+        const res = await applyProviderEvent(tx, pre, f.event, now, { attempts: MAX_ATTEMPTS, historical: !f.recent });
+        if ('events' in res) out.push(...res.events);
+      }
+      appended = (await appendEvents(tx, out, now)).length;
+      await tx.updateTable('inbound_events').set({ status: 'processed', error: null, processed_at: now }).where('seq', '=', row.seq).execute();
+    });
+    if (appended) { ctx.bus.notify('deliveries'); ctx.bus.notify('events'); }
+  } catch (err) {
+    await recordFailure(ctx, row, err);
+  }
+}

@@ -1,0 +1,114 @@
+import { createHash } from 'node:crypto';
+import { sql, type SqlBool } from 'kysely';
+import type { Executor } from '../db/database.js';
+import type { ContactSummary, EventInput } from '../events/types.js';
+
+/**
+ * Shared pieces of the outbound queue: which statuses are "pending" (counted against the window,
+ * blocking their conversation's later replies), time-bounded id ranges, and the message events.
+ */
+
+/** Keep literally in sync with migration 003's partial index (SQLite matches the text). */
+export const PENDING_STATUSES = ['queued', 'sending', 'held'] as const;
+export type PendingStatus = (typeof PENDING_STATUSES)[number];
+
+/**
+ * Literal SQL for the partial indexes' conditions: SQLite uses a partial index only when the query
+ * states its condition with the same literals (a bound parameter proves nothing to the planner).
+ */
+export const isPending = (alias = '') => sql<SqlBool>`${sql.raw(alias ? alias + '.' : '')}status in ('queued', 'sending', 'held')`;
+export const isOutbound = (alias = '') => sql<SqlBool>`${sql.raw(alias ? alias + '.' : '')}direction = 'outbound'`;
+
+export const DAY_MS = 86_400_000;
+export const utcDayStart = (ms: number) => ms - (((ms % DAY_MS) + DAY_MS) % DAY_MS);
+
+const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
+
+/** The smallest id of this prefix created at or after `ms` (ids sort by creation time). */
+export function idFloor(prefix: string, ms: number): string {
+  let t = Math.max(0, Math.floor(ms));
+  let out = '';
+  for (let i = 0; i < 10; i++) {
+    out = ALPHABET[t % 32] + out;
+    t = Math.floor(t / 32);
+  }
+  return `${prefix}_${out}${'0'.repeat(16)}`;
+}
+
+/** Stable JSON (sorted keys) hashed: two bodies that mean the same thing hash the same. */
+export function requestHash(value: unknown): string {
+  const canon = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(canon);
+    if (v && typeof v === 'object') {
+      return Object.fromEntries(Object.keys(v as object).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+        .map((k) => [k, canon((v as Record<string, unknown>)[k])]));
+    }
+    return v;
+  };
+  return createHash('sha256').update(JSON.stringify(canon(value))).digest('hex');
+}
+
+/**
+ * Replies that use the current window's quota when the customer writes again: the ones still
+ * pending (they will be sent in the new window), and any sent after the customer's message
+ * (a backdated message, or a send that raced with it). Used by ingest to reset the counter.
+ */
+export async function quotaCarriedOver(db: Executor, accountId: string, conversationId: string, customerMessageMs: number): Promise<number> {
+  const pending = await db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('account_id', '=', accountId).where('conversation_id', '=', conversationId)
+    .where(isPending()).where('counted_in_window', '=', 1)
+    .executeTakeFirstOrThrow();
+  const later = await db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('conversation_id', '=', conversationId).where('id', '>=', idFloor('msg', customerMessageMs - DAY_MS))
+    .where('direction', '=', 'outbound').where('status', 'in', ['sent', 'read']).where('counted_in_window', '=', 1)
+    .where('provider_timestamp', '>', customerMessageMs)
+    .executeTakeFirstOrThrow();
+  return Number(pending.n) + Number(later.n);
+}
+
+/** Whether the account already replied in this conversation today (UTC): it then costs no daily-cap slot. */
+export async function repliedToday(db: Executor, conversationId: string, now: number): Promise<boolean> {
+  const row = await db.selectFrom('messages').select('id')
+    .where('conversation_id', '=', conversationId).where('id', '>=', idFloor('msg', utcDayStart(now)))
+    .where('direction', '=', 'outbound').where('status', '<>', 'failed')
+    .limit(1).executeTakeFirst();
+  return Boolean(row);
+}
+
+/** Distinct conversations the account replied to (or has replies queued for) today, UTC. */
+export async function conversationsRepliedToday(db: Executor, accountId: string, now: number): Promise<number> {
+  const row = await db.selectFrom('messages').select(sql<number>`count(distinct conversation_id)`.as('n'))
+    .where('account_id', '=', accountId).where(isOutbound()).where('id', '>=', idFloor('msg', utcDayStart(now)))
+    .where('status', '<>', 'failed')
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+export interface StatusEventInput {
+  accountId: string;
+  provider: string;
+  conversationId: string;
+  contact: ContactSummary;
+  messageId: string;
+  providerMessageId: string | null;
+  status: string;
+  error?: Record<string, unknown> | null;
+  extra?: Record<string, unknown>;
+}
+
+export function statusEvent(e: StatusEventInput): EventInput {
+  return {
+    event: 'message.status', account_id: e.accountId, provider: e.provider, conversation_id: e.conversationId,
+    data: {
+      message_id: e.messageId, provider_message_id: e.providerMessageId, conversation_id: e.conversationId, contact: e.contact,
+      status: e.status, error: e.error ?? null, ...(e.extra ?? {}),
+    },
+  };
+}
+
+export function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || /UNIQUE constraint failed/.test(e?.message ?? '');
+}
+
+export const preview = (text: string | null, type: string) => (text ?? `[${type}]`).slice(0, 200);

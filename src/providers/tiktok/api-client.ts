@@ -1,0 +1,179 @@
+import { TiktokApiError, TiktokNetworkError } from './errors.js';
+
+export interface TokenSet {
+  accessToken: string;
+  refreshToken: string;
+  scopes: string[];
+  expiresAtMs: number;
+  refreshExpiresAtMs: number;
+  openId: string;
+}
+
+interface Envelope<T> { code: number; message: string; request_id?: string; data: T }
+
+export interface TiktokClientOptions {
+  apiBase: string; // ends with /
+  appId: string;
+  appSecret: string;
+  timeoutMs?: number;
+  clock?: () => number;
+}
+
+export interface RestConversation { conversation_id: string; update_time?: number; up_time?: number; referral?: unknown }
+export interface RestParticipant { role: string; id: string; display_name?: string; profile_image?: string; is_follower?: boolean; username?: string }
+export interface RestMessage {
+  message_id: string; conversation_id?: string; sender?: string; recipient?: string; timestamp: number; message_type: string;
+  text?: { body: string }; image?: { media_id: string }; share_post?: { item_id?: string; embed_url?: string };
+  video?: { media_id: string }; sticker?: { url: string }; emoji?: { url: string }; template?: unknown;
+  from_user?: RestParticipant; to_user?: RestParticipant; message_tag?: { source?: string };
+  referenced_message_info?: { referenced_message_id?: string };
+}
+
+export interface SendBody {
+  message_type: 'TEXT' | 'IMAGE' | 'SHARE_POST' | 'TEMPLATE';
+  text?: { body: string };
+  image?: { media_id: string };
+  share_post?: { item_id: string };
+  template?: unknown;
+  referenced_message_info?: { referenced_message_id: string };
+}
+
+/**
+ * TikTok Business API v1.3. Every path ends in `/`; the token travels in `Access-Token` (no
+ * Bearer); errors come back as HTTP 200 with a non-zero `code`, thrown here as TiktokApiError.
+ */
+export class TiktokClient {
+  private readonly base: string;
+  constructor(private readonly opts: TiktokClientOptions) {
+    this.base = opts.apiBase.endsWith('/') ? opts.apiBase : opts.apiBase + '/';
+  }
+
+  private get now(): number { return (this.opts.clock ?? Date.now)(); }
+
+  async call<T>(method: 'GET' | 'POST', path: string, init: { token?: string; query?: Record<string, string>; json?: unknown; form?: FormData } = {}): Promise<T> {
+    const url = new URL(path, this.base);
+    // URLSearchParams encodes '+' as %2B, which conversation ids need (they contain + and =).
+    for (const [k, v] of Object.entries(init.query ?? {})) url.searchParams.set(k, v);
+    const headers: Record<string, string> = {};
+    if (init.token) headers['Access-Token'] = init.token;
+    let body: string | FormData | undefined;
+    if (init.json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(init.json); }
+    else if (init.form) body = init.form;
+    let res: Response;
+    try {
+      res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15000), redirect: 'error' });
+    } catch (err) {
+      throw new TiktokNetworkError(err instanceof Error ? err.message : String(err), path);
+    }
+    const text = await res.text();
+    if (res.status >= 500 || res.status === 429) throw new TiktokNetworkError(`HTTP ${res.status}`, path);
+    let env: Envelope<T>;
+    try { env = JSON.parse(text) as Envelope<T>; } catch { throw new TiktokNetworkError(`HTTP ${res.status}, not JSON`, path); }
+    if (typeof env.code !== 'number') throw new TiktokNetworkError(`HTTP ${res.status}, no envelope`, path);
+    if (env.code !== 0) throw new TiktokApiError(env.code, env.message ?? '', env.request_id ?? null, path);
+    return env.data;
+  }
+
+  private toTokenSet(d: { access_token: string; refresh_token: string; scope: string; expires_in: number; refresh_token_expires_in: number; open_id: string }): TokenSet {
+    const now = this.now;
+    return {
+      accessToken: d.access_token,
+      refreshToken: d.refresh_token,
+      scopes: String(d.scope ?? '').split(/[,\s]+/).filter(Boolean),
+      expiresAtMs: now + Number(d.expires_in) * 1000,
+      refreshExpiresAtMs: now + Number(d.refresh_token_expires_in) * 1000,
+      openId: d.open_id,
+    };
+  }
+
+  async exchangeCode(authCode: string, redirectUri: string): Promise<TokenSet> {
+    const d = await this.call<Parameters<TiktokClient['toTokenSet']>[0]>('POST', 'tt_user/oauth2/token/', {
+      json: { client_id: this.opts.appId, client_secret: this.opts.appSecret, grant_type: 'authorization_code', auth_code: authCode, redirect_uri: redirectUri },
+    });
+    return this.toTokenSet(d);
+  }
+
+  async refresh(refreshToken: string): Promise<TokenSet> {
+    const d = await this.call<Parameters<TiktokClient['toTokenSet']>[0]>('POST', 'tt_user/oauth2/refresh_token/', {
+      json: { client_id: this.opts.appId, client_secret: this.opts.appSecret, grant_type: 'refresh_token', refresh_token: refreshToken },
+    });
+    return this.toTokenSet(d);
+  }
+
+  async revoke(accessToken: string): Promise<void> {
+    await this.call('POST', 'tt_user/oauth2/revoke/', { json: { client_id: this.opts.appId, client_secret: this.opts.appSecret, access_token: accessToken } });
+  }
+
+  async getBusiness(token: string, businessId: string): Promise<{ username?: string; display_name?: string; profile_image?: string; region?: string }> {
+    return this.call('GET', 'business/get/', {
+      token, query: { business_id: businessId, fields: JSON.stringify(['username', 'display_name', 'profile_image', 'region']) },
+    });
+  }
+
+  async send(token: string, businessId: string, conversationId: string, body: SendBody): Promise<string> {
+    const d = await this.call<{ message: { message_id: string } }>('POST', 'business/message/send/', {
+      token, json: { business_id: businessId, recipient_type: 'CONVERSATION', recipient: conversationId, ...body },
+    });
+    return d.message.message_id;
+  }
+
+  async uploadImage(token: string, businessId: string, bytes: Buffer, contentType: string): Promise<string> {
+    const form = new FormData();
+    form.set('business_id', businessId);
+    form.set('media_type', 'IMAGE');
+    form.set('file', new Blob([bytes], { type: contentType }), contentType === 'image/png' ? 'image.png' : 'image.jpg');
+    const d = await this.call<{ media_id: string }>('POST', 'business/message/media/upload/', { token, form });
+    return d.media_id;
+  }
+
+  async mediaDownloadUrl(token: string, businessId: string, conversationId: string, messageId: string, mediaId: string, kind: 'IMAGE' | 'VIDEO'): Promise<string> {
+    const d = await this.call<{ download_url: string }>('POST', 'business/message/media/download/', {
+      token, json: { business_id: businessId, conversation_id: conversationId, message_id: messageId, media_id: mediaId, media_type: kind },
+    });
+    return d.download_url;
+  }
+
+  /** Fetches a media download URL; TikTok wants the access token in `x-user`. */
+  async fetchMedia(token: string, downloadUrl: string, maxBytes: number): Promise<{ bytes: Buffer; contentType: string }> {
+    let res: Response;
+    try {
+      res = await fetch(downloadUrl, { headers: { 'x-user': token }, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15000) });
+    } catch (err) {
+      throw new TiktokNetworkError(err instanceof Error ? err.message : String(err), 'media download');
+    }
+    if (!res.ok) throw new TiktokNetworkError(`HTTP ${res.status}`, 'media download');
+    const bytes = Buffer.from(await res.arrayBuffer());
+    if (bytes.length > maxBytes) throw new TiktokNetworkError('media larger than allowed', 'media download');
+    return { bytes, contentType: res.headers.get('content-type') ?? 'application/octet-stream' };
+  }
+
+  async canSendImages(token: string, businessId: string, conversationId: string, conversationType: 'STRANGER' | 'SINGLE'): Promise<boolean> {
+    const d = await this.call<{ capability_infos: { capability_type: string; capability_result: boolean }[] }>('GET', 'business/message/capabilities/get/', {
+      token, query: { business_id: businessId, conversation_id: conversationId, conversation_type: conversationType, capability_types: JSON.stringify(['IMAGE_SEND']) },
+    });
+    return Boolean(d.capability_infos?.find((c) => c.capability_type === 'IMAGE_SEND')?.capability_result);
+  }
+
+  async listConversations(token: string, businessId: string, type: 'STRANGER' | 'SINGLE', cursor = 0, limit = 100): Promise<{ conversations: RestConversation[]; has_more: boolean; cursor: number }> {
+    return this.call('GET', 'business/message/conversation/list/', {
+      token, query: { business_id: businessId, conversation_type: type, limit: String(limit), cursor: String(cursor) },
+    });
+  }
+
+  async listMessages(token: string, businessId: string, conversationId: string): Promise<{ messages: RestMessage[]; participants: RestParticipant[] }> {
+    return this.call('GET', 'business/message/content/list/', { token, query: { business_id: businessId, conversation_id: conversationId } });
+  }
+
+  async registerWebhook(callbackUrl: string): Promise<void> {
+    await this.call('POST', 'business/webhook/update/', {
+      json: { app_id: this.opts.appId, secret: this.opts.appSecret, event_type: 'DIRECT_MESSAGE', callback_url: callbackUrl },
+    });
+  }
+
+  async webhookCallback(): Promise<string | null> {
+    const d = await this.call<{ callback_url?: string }>('GET', 'business/webhook/list/', {
+      query: { app_id: this.opts.appId, secret: this.opts.appSecret, event_type: 'DIRECT_MESSAGE' },
+    });
+    return d.callback_url ?? null;
+  }
+}

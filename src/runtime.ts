@@ -1,0 +1,16 @@
+import type { AppContext } from './context.js';
+import type { Role } from './config.js';
+import { startDeliveryWorker } from './webhooks/worker.js';
+import { startProcessor } from './ingest/processor.js';
+
+export interface Worker { stop(): Promise<void> }
+
+/** The background loops a role runs. `api` serves HTTP only; `worker` runs only these. */
+export function startWorkers(ctx: AppContext, role: Role): Worker[] {
+  if (role === 'api') return [];
+  return [startProcessor(ctx), startDeliveryWorker(ctx)];
+}
+
+export async function stopWorkers(workers: Worker[]): Promise<void> {
+  await Promise.all(workers.map((w) => w.stop()));
+}

@@ -1,0 +1,47 @@
+import type { AddressInfo } from 'node:net';
+import type { DestinationStream } from 'pino';
+import type { Config, Role } from './config.js';
+import { buildApp, type App } from './app.js';
+import { closeContext, createContext, type AppContext } from './context.js';
+import { startWorkers, stopWorkers } from './runtime.js';
+import { startSandbox, type Sandbox } from './sandbox.js';
+
+export interface RunningServer {
+  url: string;
+  app: App;
+  ctx: AppContext;
+  sandbox: Sandbox | null;
+  close(): Promise<void>;
+}
+
+export interface ServeOptions {
+  role?: Role;
+  logDestination?: DestinationStream;
+  clock?: () => number;
+}
+
+/** Starts dmgate: database, HTTP, the role's workers, and sandbox wiring when in sandbox mode. */
+export async function serve(config: Config, opts: ServeOptions = {}): Promise<RunningServer> {
+  const role = opts.role ?? config.role;
+  const ctx = await createContext({ ...config, role }, { logDestination: opts.logDestination, clock: opts.clock });
+  const app = await buildApp(ctx);
+  const sandbox = config.sandbox ? await startSandbox(ctx, app) : null;
+  await app.listen({ port: config.port, host: config.host });
+  const { port } = app.server.address() as AddressInfo;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  if (!config.publicUrl || config.port === 0) ctx.config.publicUrl = config.port === 0 ? url : config.publicUrl;
+  const workers = startWorkers(ctx, role);
+  if (sandbox) await sandbox.wire(ctx.config.publicUrl);
+  let closed = false;
+  return {
+    url, app, ctx, sandbox,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await stopWorkers(workers);
+      await app.close();
+      await sandbox?.close();
+      await closeContext(ctx);
+    },
+  };
+}

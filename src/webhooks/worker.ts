@@ -1,0 +1,403 @@
+import type { KeyObject } from 'node:crypto';
+import { sql } from 'kysely';
+import type { AppContext } from '../context.js';
+import type { Executor } from '../db/database.js';
+import { newId } from '../core/ids.js';
+import { HttpPoster, type PostResult } from './http-post.js';
+import { decide, type Outcome } from './schedule.js';
+import { signatureHeaders, signingKey } from './signing.js';
+
+/**
+ * The delivery worker: claims due deliveries from the database, POSTs each event's stored payload
+ * to its endpoint (Standard Webhooks signature), and records the outcome.
+ *
+ * - Wakes at once on `bus 'deliveries'` (new events, retries, recoveries), on a timer for retries it
+ *   scheduled itself, and on a poll tick (retries scheduled by other processes, crash recovery).
+ * - Claims flip `pending` rows to `delivering` with a lease (`locked_until`); Postgres claims with
+ *   FOR UPDATE SKIP LOCKED so several processes share the table. Leases that expire (a crashed
+ *   process) are put back to `pending` on the poll tick.
+ * - Isolation: at most `deliveryConcurrency` requests in flight, at most `deliveryPerEndpoint` per
+ *   endpoint (per process): endpoints at their cap are left out of the claim, so a hanging
+ *   endpoint holds only its own slots.
+ * - Ordered endpoints: only the oldest undelivered event (lowest event_seq) of one conversation
+ *   may be claimed; the claim query checks it, so it holds across processes too.
+ * - Outcomes are written in batches (one transaction per flush, successes in bulk updates).
+ */
+export interface DeliveryWorker { stop(): Promise<void> }
+
+interface Claimed {
+  id: string;
+  event_id: string;
+  endpoint_id: string;
+  attempts: number;
+  ordered: number;
+  url: string;
+  secret_enc: string;
+  payload: string;
+}
+
+interface Completion {
+  row: Claimed;
+  attemptedAt: number;
+  result: PostResult;
+  outcome: Outcome;
+}
+
+const LEASE_MARGIN_MS = 10_000;
+const CLAIM_MAX = 500;
+const STOP_GRACE_MS = 2_000;
+const LEASE_SWEEP_EVERY_MS = 2_000;
+const FLUSH_RETRY_MS = 500;
+
+export function startDeliveryWorker(ctx: AppContext): DeliveryWorker {
+  const worker = new Worker(ctx);
+  worker.start();
+  return { stop: () => worker.stop() };
+}
+
+class Worker {
+  private readonly db;
+  private readonly pg: boolean;
+  private readonly poster = new HttpPoster();
+  private readonly keys = new Map<string, KeyObject>();
+  private readonly perEndpoint = new Map<string, number>();
+  private readonly active = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  private inflight = 0;
+  private stopped = false;
+  private filling: Promise<void> | null = null;
+  private dirty = false;
+  private completions: Completion[] = [];
+  private releases: string[] = [];
+  private flushing: Promise<void> | null = null;
+  private flushScheduled = false;
+  private flushFailed = false;
+  private wakeTimer: NodeJS.Timeout | null = null;
+  private wakeAt = Infinity;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private lastSweep = 0;
+  private unsubscribe: (() => void) | null = null;
+
+  constructor(private readonly ctx: AppContext) {
+    this.db = ctx.database.db;
+    this.pg = ctx.database.dialect === 'postgres';
+  }
+
+  start(): void {
+    this.unsubscribe = this.ctx.bus.on('deliveries', () => this.kick());
+    this.pollTimer = setInterval(() => this.tick(), this.ctx.config.pollIntervalMs);
+    this.pollTimer.unref();
+    // SQLite has one serving process, so whatever is `delivering` at start was orphaned by a crash.
+    this.lastSweep = this.ctx.clock();
+    void this.sweepLeases(this.ctx.database.dialect === 'sqlite' ? Number.MAX_SAFE_INTEGER : this.lastSweep).finally(() => this.kick());
+  }
+
+  private tick(): void {
+    if (this.stopped) return;
+    const now = this.ctx.clock();
+    if (now - this.lastSweep >= LEASE_SWEEP_EVERY_MS) {
+      this.lastSweep = now;
+      void this.sweepLeases(now).finally(() => this.kick());
+      return;
+    }
+    this.kick();
+  }
+
+  /** Puts deliveries whose lease expired (their process died mid-request) back in the queue. */
+  private async sweepLeases(now: number): Promise<void> {
+    const mine = [...this.active.keys()];
+    try {
+      let q = this.db.updateTable('deliveries')
+        .set({ status: 'pending', locked_until: null, next_attempt_at: now, updated_at: now })
+        .where('status', '=', 'delivering').where('locked_until', '<', now);
+      if (mine.length) q = q.where('id', 'not in', mine);
+      await q.execute();
+    } catch (err) {
+      this.ctx.log.warn({ err }, 'delivery lease sweep failed');
+    }
+  }
+
+  /** Asks for a claim round; coalesces while one runs. */
+  kick(): void {
+    if (this.stopped) return;
+    this.dirty = true;
+    if (this.filling) return;
+    this.filling = (async () => {
+      try {
+        while (this.dirty && !this.stopped) {
+          this.dirty = false;
+          await this.claimRound();
+        }
+      } catch (err) {
+        this.ctx.log.error({ err }, 'delivery claim failed');
+      } finally {
+        this.filling = null;
+      }
+    })();
+  }
+
+  /**
+   * Claims until capacity is used or nothing due is left. Work left behind because of the global
+   * limit or an endpoint's cap is picked up when a slot frees (see `launch`).
+   */
+  private async claimRound(): Promise<void> {
+    const { deliveryConcurrency, deliveryPerEndpoint } = this.ctx.config;
+    for (let round = 0; round < 8 && !this.stopped; round++) {
+      const free = deliveryConcurrency - this.inflight;
+      if (free <= 0) return;
+      const saturated = [...this.perEndpoint].filter(([, n]) => n >= deliveryPerEndpoint).map(([id]) => id);
+      const limit = Math.min(free, CLAIM_MAX);
+      const { claimed, skipped, fetched } = await this.claim(limit, saturated);
+      for (const row of claimed) this.launch(row);
+      if (!claimed.length) return;
+      if (fetched < limit && !skipped) return; // drained
+    }
+    this.dirty = true;
+  }
+
+  private async claim(limit: number, saturated: string[]): Promise<{ claimed: Claimed[]; skipped: boolean; fetched: number }> {
+    const now = this.ctx.clock();
+    const cap = this.ctx.config.deliveryPerEndpoint;
+    const lockedUntil = now + this.ctx.config.deliveryTimeoutMs + LEASE_MARGIN_MS;
+    const run = async (db: Executor) => {
+      let q = db.selectFrom('deliveries as d')
+        .innerJoin('webhook_endpoints as e', 'e.id', 'd.endpoint_id')
+        .select(['d.id', 'd.event_id', 'd.endpoint_id', 'd.attempts', 'e.ordered', 'e.url', 'e.secret_enc'])
+        .where('d.status', '=', 'pending')
+        .where('d.next_attempt_at', '<=', now)
+        .where('e.enabled', '=', 1)
+        .where((eb) => eb.or([
+          eb('e.ordered', '=', 0),
+          eb('d.conversation_id', 'is', null),
+          eb.not(eb.exists(
+            eb.selectFrom('deliveries as p').select(sql<number>`1`.as('one'))
+              .whereRef('p.endpoint_id', '=', 'd.endpoint_id')
+              .whereRef('p.conversation_id', '=', 'd.conversation_id')
+              .whereRef('p.event_seq', '<', 'd.event_seq')
+              .where('p.status', 'in', ['pending', 'delivering']),
+          )),
+        ]))
+        .orderBy('d.next_attempt_at').orderBy('d.event_seq')
+        .limit(limit);
+      if (saturated.length) q = q.where('d.endpoint_id', 'not in', saturated);
+      if (this.pg) q = q.forUpdate('d').skipLocked();
+      const candidates = await q.execute();
+      const taken = new Map<string, number>();
+      const chosen: typeof candidates = [];
+      let skipped = false;
+      for (const c of candidates) {
+        const used = (this.perEndpoint.get(c.endpoint_id) ?? 0) + (taken.get(c.endpoint_id) ?? 0);
+        if (used >= cap) { skipped = true; continue; }
+        taken.set(c.endpoint_id, (taken.get(c.endpoint_id) ?? 0) + 1);
+        chosen.push(c);
+      }
+      if (!chosen.length) return { rows: [] as typeof candidates, skipped, fetched: candidates.length };
+      const updated = await db.updateTable('deliveries')
+        .set({ status: 'delivering', locked_until: lockedUntil, updated_at: now })
+        .where('id', 'in', chosen.map((c) => c.id))
+        .where('status', '=', 'pending')
+        .returning('id')
+        .execute();
+      const ok = new Set(updated.map((u) => u.id));
+      return { rows: chosen.filter((c) => ok.has(c.id)), skipped, fetched: candidates.length };
+    };
+    const { rows, skipped, fetched } = this.pg ? await this.db.transaction().execute((tx) => run(tx)) : await run(this.db);
+    if (!rows.length) return { claimed: [], skipped, fetched };
+    const eventIds = [...new Set(rows.map((r) => r.event_id))];
+    const payloads = new Map<string, string>();
+    for (let i = 0; i < eventIds.length; i += 500) {
+      const part = await this.db.selectFrom('events').select(['id', 'payload']).where('id', 'in', eventIds.slice(i, i + 500)).execute();
+      for (const p of part) payloads.set(p.id, p.payload);
+    }
+    const claimed: Claimed[] = [];
+    const orphans: string[] = [];
+    for (const r of rows) {
+      const payload = payloads.get(r.event_id);
+      if (payload === undefined) orphans.push(r.id);
+      else claimed.push({ ...r, payload });
+    }
+    if (orphans.length) {
+      await this.db.updateTable('deliveries').set({ status: 'failed', locked_until: null, last_error: 'event no longer exists', updated_at: now })
+        .where('id', 'in', orphans).execute();
+    }
+    return { claimed, skipped, fetched };
+  }
+
+  private keyFor(secretEnc: string): KeyObject {
+    let key = this.keys.get(secretEnc);
+    if (!key) {
+      if (this.keys.size > 1000) this.keys.clear();
+      key = signingKey(this.ctx.box.open(secretEnc));
+      this.keys.set(secretEnc, key);
+    }
+    return key;
+  }
+
+  private launch(row: Claimed): void {
+    this.inflight++;
+    this.perEndpoint.set(row.endpoint_id, (this.perEndpoint.get(row.endpoint_id) ?? 0) + 1);
+    const controller = new AbortController();
+    const done = this.attempt(row, controller.signal).finally(() => {
+      const globalFull = this.inflight >= this.ctx.config.deliveryConcurrency;
+      const before = this.perEndpoint.get(row.endpoint_id) ?? 1;
+      this.inflight--;
+      if (before <= 1) this.perEndpoint.delete(row.endpoint_id); else this.perEndpoint.set(row.endpoint_id, before - 1);
+      this.active.delete(row.id);
+      // A slot freed where the claim had to leave work behind: claim again now.
+      if (globalFull || before >= this.ctx.config.deliveryPerEndpoint) this.kick();
+    });
+    this.active.set(row.id, { controller, done });
+  }
+
+  private async attempt(row: Claimed, signal: AbortSignal): Promise<void> {
+    const attemptedAt = this.ctx.clock();
+    let result: PostResult;
+    try {
+      const headers = signatureHeaders(this.keyFor(row.secret_enc), row.event_id, Math.floor(attemptedAt / 1000), row.payload);
+      result = await this.poster.post(row.url, row.payload, headers, {
+        timeoutMs: this.ctx.config.deliveryTimeoutMs,
+        allowPrivate: this.ctx.config.allowPrivateWebhooks,
+        signal,
+      });
+    } catch (err) {
+      result = { status: null, headers: {}, body: '', error: `cannot sign: ${(err as Error).message}`, latencyMs: 0 };
+    }
+    if (signal.aborted && this.stopped) {
+      this.releases.push(row.id); // shutting down: give it back without counting an attempt
+    } else {
+      const outcome = decide(this.ctx.config.deliverySchedule, row.attempts + 1, result.status, result.headers['retry-after'], this.ctx.clock());
+      this.completions.push({ row, attemptedAt, result, outcome });
+    }
+    this.scheduleFlush();
+  }
+
+  /** Outcomes are written together: whatever finished by the next turn of the event loop shares a transaction. */
+  private scheduleFlush(delayMs = 0): void {
+    if (this.flushing || this.flushScheduled) return;
+    this.flushScheduled = true;
+    const run = () => {
+      this.flushScheduled = false;
+      this.flushing = this.flush().finally(() => {
+        this.flushing = null;
+        if (this.completions.length || this.releases.length) this.scheduleFlush(this.flushFailed ? FLUSH_RETRY_MS : 0);
+      });
+    };
+    if (delayMs > 0) setTimeout(run, delayMs); else setImmediate(run);
+  }
+
+  /** Writes attempts and outcomes of finished requests in one transaction. */
+  private async flush(): Promise<void> {
+    const batch = this.completions;
+    const releases = this.releases;
+    this.completions = [];
+    this.releases = [];
+    if (!batch.length && !releases.length) return;
+    const now = this.ctx.clock();
+    try {
+      await this.db.transaction().execute(async (tx) => {
+        if (batch.length) {
+          for (let i = 0; i < batch.length; i += 200) {
+            await tx.insertInto('delivery_attempts').values(batch.slice(i, i + 200).map((c) => ({
+              id: newId('att', c.attemptedAt),
+              delivery_id: c.row.id,
+              endpoint_id: c.row.endpoint_id,
+              attempted_at: c.attemptedAt,
+              status_code: c.result.status,
+              latency_ms: c.result.latencyMs,
+              error: c.result.error ?? (c.outcome.kind === 'succeeded' ? null : `HTTP ${c.result.status}`),
+              response_body: c.result.body || null,
+            }))).execute();
+          }
+        }
+        // Successes: one update per (status code, attempts) group.
+        const groups = new Map<string, string[]>();
+        for (const c of batch) {
+          if (c.outcome.kind !== 'succeeded') continue;
+          const k = `${c.result.status}:${c.row.attempts + 1}`;
+          const list = groups.get(k) ?? [];
+          list.push(c.row.id);
+          groups.set(k, list);
+        }
+        for (const [k, ids] of groups) {
+          const [code, attempts] = k.split(':').map(Number);
+          for (let i = 0; i < ids.length; i += 500) {
+            await tx.updateTable('deliveries')
+              .set({ status: 'succeeded', attempts, locked_until: null, last_status_code: code, last_error: null, updated_at: now })
+              .where('id', 'in', ids.slice(i, i + 500)).where('status', '=', 'delivering').execute();
+          }
+        }
+        for (const c of batch) {
+          const o = c.outcome;
+          if (o.kind === 'succeeded') continue;
+          const error = c.result.error ?? `HTTP ${c.result.status}`;
+          await tx.updateTable('deliveries').set({
+            status: o.kind === 'retry' ? 'pending' : 'failed',
+            attempts: c.row.attempts + 1,
+            next_attempt_at: o.kind === 'retry' ? o.at : now,
+            locked_until: null,
+            last_status_code: c.result.status,
+            last_error: error.slice(0, 500),
+            updated_at: now,
+          }).where('id', '=', c.row.id).where('status', '=', 'delivering').execute();
+          if (o.kind === 'failed' && o.disableEndpoint) {
+            await tx.updateTable('webhook_endpoints')
+              .set({ enabled: 0, disabled_reason: `the endpoint answered 410 Gone on ${new Date(c.attemptedAt).toISOString()}`, updated_at: now })
+              .where('id', '=', c.row.endpoint_id).execute();
+          }
+        }
+        if (releases.length) {
+          await tx.updateTable('deliveries').set({ status: 'pending', locked_until: null, next_attempt_at: now, updated_at: now })
+            .where('id', 'in', releases).where('status', '=', 'delivering').execute();
+        }
+      });
+      this.flushFailed = false;
+    } catch (err) {
+      // Keep them for the next flush; if the process dies first, the leases expire and they are redelivered.
+      this.ctx.log.error({ err }, 'recording delivery outcomes failed');
+      this.completions.unshift(...batch);
+      this.releases.unshift(...releases);
+      this.flushFailed = true;
+      return;
+    }
+    let wake = false;
+    for (const c of batch) {
+      if (c.outcome.kind === 'retry') this.wakeAt_(c.outcome.at);
+      if (c.row.ordered) wake = true; // the next event of that conversation may go now
+      if (c.outcome.kind === 'failed' && c.outcome.disableEndpoint) this.ctx.bus.notify('endpoints');
+    }
+    if (releases.length) this.ctx.bus.notify('deliveries');
+    if (wake) this.kick();
+  }
+
+  /** Wakes the claim loop when a retry this process scheduled falls due. */
+  private wakeAt_(at: number): void {
+    if (this.stopped || at >= this.wakeAt) return;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeAt = at;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = null;
+      this.wakeAt = Infinity;
+      this.kick();
+    }, Math.max(0, at - this.ctx.clock()) + 1);
+    this.wakeTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.unsubscribe?.();
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    await this.filling?.catch(() => undefined);
+    const pending = () => [...this.active.values()].map((a) => a.done);
+    if (this.active.size) {
+      const grace = Math.min(STOP_GRACE_MS, this.ctx.config.deliveryTimeoutMs);
+      await Promise.race([Promise.allSettled(pending()), new Promise((r) => setTimeout(r, grace))]);
+      for (const a of this.active.values()) a.controller.abort();
+      await Promise.allSettled(pending());
+    }
+    await this.flushing;
+    this.flushFailed = false;
+    await this.flush();
+    this.poster.close();
+  }
+}
