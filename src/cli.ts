@@ -43,6 +43,17 @@ async function readPassword(): Promise<string> {
   return answer.trim();
 }
 
+function printSandboxBanner(url: string): void {
+  console.error(`
+  dmgate sandbox is ready: @sandbox_shop is connected to the built-in TikTok emulator.
+
+    inbox      ${url}/
+    API docs   ${url}/docs
+    API key    npm run dmgate -- keys create --name me
+    test DM    npm run dmgate -- sandbox dm --from alice --text "Is size M in stock?"
+`);
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, sub, ...rest] = argv;
   switch (cmd) {
@@ -54,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
       const release = cfg.dialect === 'sqlite' ? acquireServeLock(cfg.dataDir) : () => undefined;
       const server = await serve({ ...cfg, role });
       server.ctx.log.info({ url: server.url, role, database: cfg.dialect, sandbox: cfg.sandbox }, 'dmgate is listening');
+      if (cfg.sandbox) printSandboxBanner(server.ctx.config.publicUrl);
       const stop = async (signal: string) => {
         server.ctx.log.info({ signal }, 'shutting down');
         await server.close().catch(() => undefined);

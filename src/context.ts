@@ -8,6 +8,7 @@ import { createLogger, type Logger } from './core/logger.js';
 import { openDatabase, type Database } from './db/database.js';
 import type { DestinationStream } from 'pino';
 import { IngressPressure } from './ingest/pressure.js';
+import { Metrics } from './http/metrics.js';
 
 /** Everything a feature needs, built once and passed in (no globals, so tests build their own). */
 export interface AppContext {
@@ -19,6 +20,7 @@ export interface AppContext {
   clock: () => number;
   /** Set by the webhook ingress, read by in-process workers that should yield to it. */
   pressure: IngressPressure;
+  metrics: Metrics;
 }
 
 export interface ContextOptions {
@@ -34,7 +36,9 @@ export async function createContext(config: Config, opts: ContextOptions = {}): 
   await bus.start();
   const box = new SecretBox(resolveSecretKey(config, log));
   const clock = opts.clock ?? Date.now;
-  return { config, database, log, bus, box, clock, pressure: new IngressPressure() };
+  const ctx = { config, database, log, bus, box, clock, pressure: new IngressPressure() } as AppContext;
+  ctx.metrics = new Metrics(ctx);
+  return ctx;
 }
 
 export async function closeContext(ctx: AppContext): Promise<void> {

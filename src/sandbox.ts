@@ -43,8 +43,8 @@ export async function startSandbox(ctx: AppContext, app: FastifyInstance): Promi
       await ensureConnected(ctx, local);
       ctx.log.info({
         inbox: `${cfg.publicUrl}/`,
-        create_api_key: 'npx dmgate keys create --name me',
-        send_test_dm: 'npx dmgate sandbox dm --from alice --text "Is size M in stock?"',
+        create_api_key: 'npm run dmgate -- keys create --name me',
+        send_test_dm: 'npm run dmgate -- sandbox dm --from alice --text "Is size M in stock?"',
         docs: `${cfg.publicUrl}/docs`,
       }, `dmgate sandbox is running: business @${SANDBOX_BUSINESS} is connected to the built-in TikTok emulator`);
     },

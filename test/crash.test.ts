@@ -93,6 +93,9 @@ describe('crash safety', () => {
     const received = () => new Set(sink.requests.map((r) => (JSON.parse(r.body) as { provider_message_id: string }).provider_message_id));
     await waitUntil(async () => received().size >= TOTAL, 120000, `${TOTAL} deliveries (have ${received().size})`);
     expect([...received()].sort()).toEqual([...sent].sort());
+    // The kill really cut traffic: TikTok's side saw refused pushes and retried them.
+    const stats = await (await fetch(`${emu.url}/_control/stats`)).json() as { webhooks: { failed_attempts: number; delivered: number } };
+    expect(stats.webhooks.failed_attempts).toBeGreaterThan(0);
 
     const db2 = await openDatabase({ databaseUrl: storage.databaseUrl || undefined, dataDir: storage.dataDir, migrate: false });
     const n = await db2.db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).where('direction', '=', 'inbound').executeTakeFirstOrThrow();

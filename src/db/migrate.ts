@@ -1,22 +1,28 @@
-import { Migrator, sql, type Migration, type MigrationProvider } from 'kysely';
-import type { Database } from './database.js';
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import type { Database, Dialect } from './database.js';
 import * as m001 from './migrations/001_initial.js';
 import * as m002 from './migrations/002_delivery_indexes.js';
 import * as m003 from './migrations/003_outbound_queue.js';
 
-/** Migrations are code, bundled with the build; Kysely's migrator takes a lock on Postgres. */
-export async function migrate(database: Database): Promise<void> {
+/** Every migration, in order. Migrations are code, bundled with the build. */
+const MIGRATIONS: Record<string, { up: (db: Kysely<unknown>, dialect: Dialect) => Promise<void> }> = {
+  '001_initial': m001,
+  '002_delivery_indexes': m002,
+  '003_outbound_queue': m003,
+};
+
+async function migrator(database: Database): Promise<Migrator> {
   const provider: MigrationProvider = {
     async getMigrations(): Promise<Record<string, Migration>> {
-      return {
-        '001_initial': { up: (db) => m001.up(db, database.dialect) },
-        '002_delivery_indexes': { up: (db) => m002.up(db, database.dialect) },
-        '003_outbound_queue': { up: (db) => m003.up(db, database.dialect) },
-      };
+      return Object.fromEntries(Object.entries(MIGRATIONS).map(([name, m]) => [name, { up: (db: Kysely<unknown>) => m.up(db, database.dialect) }]));
     },
   };
-  const migrator = new Migrator({ db: database.db, provider, ...(await tableSchema(database)) });
-  const { error, results } = await migrator.migrateToLatest();
+  return new Migrator({ db: database.db, provider, ...(await tableSchema(database)) });
+}
+
+/** Applies pending migrations; Kysely's migrator takes a lock on Postgres so processes can race. */
+export async function migrate(database: Database): Promise<void> {
+  const { error, results } = await (await migrator(database)).migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
     throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -24,8 +30,7 @@ export async function migrate(database: Database): Promise<void> {
 }
 
 export async function migrationsDone(database: Database): Promise<boolean> {
-  const migrator = new Migrator({ db: database.db, ...(await tableSchema(database)), provider: { getMigrations: async () => ({ '001_initial': { up: async () => undefined }, '002_delivery_indexes': { up: async () => undefined }, '003_outbound_queue': { up: async () => undefined } }) } });
-  const list = await migrator.getMigrations();
+  const list = await (await migrator(database)).getMigrations();
   return list.every((m) => m.executedAt !== undefined);
 }
 

@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { ping } from '../db/database.js';
 import { migrationsDone } from '../db/migrate.js';
+import { metricsRoutes } from './metrics.js';
 
 /** Liveness, readiness and the OpenAPI document. */
 export function systemRoutes(ctx: AppContext): FastifyPluginAsync {
@@ -17,5 +18,6 @@ export function systemRoutes(ctx: AppContext): FastifyPluginAsync {
       return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', database, migrations });
     });
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    await app.register(metricsRoutes(ctx.metrics));
   };
 }

@@ -5,6 +5,8 @@ import type { EventInput, Referral } from '../events/types.js';
 import type { ProviderEvent, ProviderMessage, ProviderUser } from '../providers/types.js';
 import type { AccountRow } from '../accounts/store.js';
 import { contactSummary, messageView, type ContactRow, type ConversationRow, type MessageRow } from '../messaging/views.js';
+import { quotaCarriedOver } from '../messaging/queue.js';
+import { templateAnswer } from '../messaging/template-answer.js';
 
 /** What applying one provider event did: the events to append, or a request to try again later. */
 export type ApplyOutcome = { events: EventInput[] } | { defer: string };
@@ -81,7 +83,10 @@ async function customerMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kin
   // The first message after a referral carries it (DESIGN §6), once.
   const pendingReferral = parseJson<{ referral: Referral; attached_to: string | null } | null>(conv.referral, null);
   const referral = pendingReferral && !pendingReferral.attached_to ? pendingReferral.referral : null;
-  const extra = { ...(m.extra ?? {}), ...(referral ? { referral } : {}) };
+  // A customer picking an option of a template we sent (by number or title) is linked to it.
+  const answer = m.type === 'text' ? await templateAnswer(tx, conv.id, m.text, m.timestampMs) : null;
+  const msgExtra = answer ? { ...(m.extra ?? {}), template_answer: answer } : m.extra;
+  const extra = { ...(msgExtra ?? {}), ...(referral ? { referral } : {}) };
   const replyTo = m.replyToProviderId
     ? (await tx.selectFrom('messages').select('id').where('account_id', '=', account.id).where('provider_message_id', '=', m.replyToProviderId).executeTakeFirst())?.id ?? null
     : null;
@@ -100,7 +105,8 @@ async function customerMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kin
   const newer = (conv.last_inbound_at ?? 0) <= m.timestampMs;
   await tx.updateTable('conversations').set({
     last_inbound_at: newer ? m.timestampMs : conv.last_inbound_at,
-    outbound_since_inbound: newer ? 0 : conv.outbound_since_inbound,
+    // The quota resets, except for replies still queued (they will be sent in this new window).
+    outbound_since_inbound: !newer ? conv.outbound_since_inbound : conv.outbound_since_inbound === 0 ? 0 : await quotaCarriedOver(tx, account.id, conv.id, m.timestampMs),
     first_unanswered_at: conv.first_unanswered_at ?? (a.historical && (conv.last_outbound_at ?? 0) > m.timestampMs ? null : m.timestampMs),
     last_message_at: Math.max(conv.last_message_at ?? 0, m.timestampMs),
     last_message_preview: newer ? preview(m) : conv.last_message_preview,
@@ -115,7 +121,7 @@ async function customerMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kin
       data: {
         from: ev.customer.externalId, text: m.text, message_id: id, provider_message_id: m.providerMessageId,
         conversation_id: conv.id, type: m.type, contact: contactSummary(contact), media: parseJson(row.media, null), referral,
-        ...(m.extra ? { extra: m.extra } : {}), reply_to: replyTo,
+        ...(msgExtra ? { extra: msgExtra } : {}), reply_to: replyTo,
       },
     });
   }
@@ -130,8 +136,9 @@ async function businessMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kin
   const events: EventInput[] = [];
   const contact = await upsertContact(a, account.provider, ev.customer, events);
   const conv = await upsertConversation(a, ev.conversationId, contact, m.timestampMs, events);
-  if (ev.origin === 'api' && !a.historical && attempts < 10) {
-    // The echo of an API send can arrive before the send call returns its message id: wait for it.
+  if (ev.origin === 'api' && !a.historical && attempts < 40) {
+    // The echo of an API send can arrive before the send call returns its message id: wait for it
+    // (up to 20 s, longer than the TikTok client's timeout; the sender adopts a later duplicate).
     const inFlight = await tx.selectFrom('messages').select('id').where('conversation_id', '=', conv.id)
       .where('direction', '=', 'outbound').where('status', 'in', ['sending', 'queued']).executeTakeFirst();
     if (inFlight) return { defer: 'echo of a send still in flight' };

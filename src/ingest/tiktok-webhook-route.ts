@@ -21,6 +21,7 @@ export function tiktokWebhookRoutes(ctx: AppContext): FastifyPluginAsync {
     let key = hmacKey(ctx.config.tiktokAppSecret || 'unset');
     let keyFor = ctx.config.tiktokAppSecret;
 
+    app.addHook('onResponse', async (_req, reply) => { ctx.metrics.webhooksReceived.inc({ provider: 'tiktok', status: String(reply.statusCode) }); });
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: ctx.config.webhookMaxBytes }, (_req, body, done) => done(null, body));
 

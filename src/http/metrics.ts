@@ -1,0 +1,56 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AppContext } from '../context.js';
+
+/**
+ * Prometheus metrics. Counters are bumped where things happen; queue depths are read from the
+ * database at scrape time, so every process of a cluster reports the same truth.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly webhooksReceived = new Counter({ name: 'dmgate_provider_webhooks_total', help: 'Provider webhooks answered, by provider and HTTP status', labelNames: ['provider', 'status'], registers: [this.registry] });
+  readonly deliveries = new Counter({ name: 'dmgate_deliveries_total', help: 'Webhook delivery attempts, by outcome', labelNames: ['outcome'], registers: [this.registry] });
+  readonly deliveryLatency = new Histogram({ name: 'dmgate_delivery_duration_seconds', help: 'Subscriber response time', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15], registers: [this.registry] });
+  readonly sends = new Counter({ name: 'dmgate_provider_sends_total', help: 'Replies sent to the provider, by outcome', labelNames: ['outcome'], registers: [this.registry] });
+
+  constructor(ctx: AppContext) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'dmgate_' });
+    const db = ctx.database.db;
+    const count = async (q: Promise<{ n: number | string | bigint } | undefined>) => Number((await q)?.n ?? 0);
+    new Gauge({
+      name: 'dmgate_inbound_backlog', help: 'Stored provider webhooks not yet processed', registers: [this.registry],
+      async collect() { this.set(await count(db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '=', 'pending').executeTakeFirst())); },
+    });
+    new Gauge({
+      name: 'dmgate_deliveries_pending', help: 'Webhook deliveries waiting or in flight', registers: [this.registry],
+      async collect() { this.set(await count(db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where('status', 'in', ['pending', 'delivering']).executeTakeFirst())); },
+    });
+    new Gauge({
+      name: 'dmgate_deliveries_dead_lettered', help: 'Webhook deliveries that exhausted their retries', registers: [this.registry],
+      async collect() { this.set(await count(db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '=', 'failed').executeTakeFirst())); },
+    });
+    new Gauge({
+      name: 'dmgate_outbound_queued', help: 'Replies queued or held', labelNames: ['status'], registers: [this.registry],
+      async collect() {
+        const rows = await db.selectFrom('messages').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).where('status', 'in', ['queued', 'held', 'sending']).groupBy('status').execute();
+        this.reset();
+        for (const r of rows) this.set({ status: r.status }, Number(r.n));
+      },
+    });
+    new Gauge({
+      name: 'dmgate_accounts', help: 'Connected accounts by status', labelNames: ['status'], registers: [this.registry],
+      async collect() {
+        const rows = await db.selectFrom('accounts').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('status').execute();
+        this.reset();
+        for (const r of rows) this.set({ status: r.status }, Number(r.n));
+      },
+    });
+  }
+}
+
+export function metricsRoutes(metrics: Metrics): FastifyPluginAsync {
+  return async (app) => {
+    app.get('/metrics', { schema: { tags: ['system'], security: [], summary: 'Prometheus metrics' } }, async (_req, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  };
+}

@@ -1,0 +1,89 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Webhook } from 'standardwebhooks';
+import { freshStorage, TEST_DB, type TestStorage } from './helpers/db.js';
+import { startSink, type Sink } from './helpers/sink.js';
+
+const freePort = () => new Promise<number>((resolve) => {
+  const s = createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
+});
+
+function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr += d));
+    c.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** The README's tour, through the real command line: sandbox, key, endpoint, DM, verified event. */
+describe('command line and sandbox mode', () => {
+  let storage: TestStorage;
+  let server: ChildProcess | null = null;
+  let sink: Sink;
+
+  afterAll(async () => {
+    server?.kill('SIGTERM');
+    await sink?.close();
+    await storage?.drop();
+  });
+
+  it('runs the sandbox tour end to end', async () => {
+    storage = await freshStorage();
+    sink = await startSink();
+    const port = await freePort();
+    const env = { ...process.env, DMGATE_PORT: String(port), DMGATE_DATA_DIR: storage.dataDir, DATABASE_URL: storage.databaseUrl, DMGATE_LOG_LEVEL: 'warn', TIKTOK_APP_ID: '', TIKTOK_APP_SECRET: '' };
+    const base = `http://127.0.0.1:${port}`;
+    let stderr = '';
+    server = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    server.stderr!.on('data', (d) => (stderr += d));
+    for (let i = 0; i < 300 && !stderr.includes('sandbox is ready'); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(stderr).toContain('dmgate sandbox is ready');
+
+    if (TEST_DB === 'sqlite') {
+      const second = await run(['serve'], { ...env, DMGATE_PORT: String(await freePort()) });
+      expect(second.code).not.toBe(0);
+      expect(second.stderr).toMatch(/another dmgate server .* is serving/);
+    }
+
+    const key = await run(['keys', 'create', '--name', 'tour'], env);
+    expect(key.code).toBe(0);
+    expect(key.stdout.trim()).toMatch(/^dmg_[A-Za-z0-9_-]{20,}$/);
+    const auth = { authorization: `Bearer ${key.stdout.trim()}` };
+
+    const accounts = await (await fetch(`${base}/v1/accounts`, { headers: auth })).json() as { data: { username: string; status: string }[] };
+    expect(accounts.data).toEqual([expect.objectContaining({ username: 'sandbox_shop', status: 'active' })]);
+
+    const ep = await fetch(`${base}/v1/webhook-endpoints`, {
+      method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ url: `${sink.url}/hook`, events: ['message.received'] }),
+    });
+    expect(ep.status).toBe(201);
+    const { signing_secret: secret } = await ep.json() as { signing_secret: string };
+
+    const dm = await run(['sandbox', 'dm', '--from', 'alice', '--text', 'size M?'], env);
+    expect(dm.code).toBe(0);
+    await sink.waitFor(1, 15000);
+    const req = sink.requests[0];
+    const event = new Webhook(secret).verify(req.body, {
+      'webhook-id': String(req.headers['webhook-id']), 'webhook-timestamp': String(req.headers['webhook-timestamp']), 'webhook-signature': String(req.headers['webhook-signature']),
+    }) as Record<string, any>;
+    expect(event).toMatchObject({ event: 'message.received', provider: 'tiktok', text: 'size M?', contact: { username: 'alice' } });
+    for (const field of ['account_id', 'from', 'timestamp', 'message_id', 'conversation_id', 'contact']) expect(event[field]).toBeTruthy();
+
+    const openapi = await (await fetch(`${base}/openapi.json`)).json() as { openapi: string; paths: Record<string, unknown> };
+    expect(openapi.openapi).toBe('3.1.0');
+    expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(['/webhooks/tiktok', '/v1/webhook-endpoints', '/v1/conversations/{id}']));
+    expect((await fetch(`${base}/docs`)).status).toBeLessThan(400);
+    expect((await fetch(`${base}/metrics`)).status).toBe(200);
+  }, 120000);
+
+  it('explains bad configuration instead of starting', async () => {
+    const res = await run(['serve'], { ...process.env, DMGATE_PORT: 'not-a-port' });
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/DMGATE_PORT must be an integer/);
+  });
+});
