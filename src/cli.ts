@@ -10,6 +10,7 @@ import { acquireServeLock } from './serve-lock.js';
 import { registerTiktokWebhook } from './providers/tiktok/webhook-registration.js';
 import { startConnect } from './accounts/connect.js';
 import { closeContext, createContext } from './context.js';
+import type { BackfillState } from './accounts/store.js';
 import { SANDBOX_PREFIX } from './sandbox.js';
 
 const USAGE = `dmgate — gateway and agent inbox for TikTok Business Messaging
@@ -22,6 +23,8 @@ Usage:
   dmgate keys create --name NAME              print a new API key
   dmgate users create --email E --role admin|agent [--password P]
   dmgate accounts connect                     print the URL that connects a TikTok Business account
+  dmgate accounts list                        connected accounts with their status and token expiry
+  dmgate accounts backfill --account ID [--days N]   read an account's recent conversations again (progress on stderr)
   dmgate tiktok register-webhook              point the TikTok app's DM webhook at DMGATE_PUBLIC_URL/webhooks/tiktok
 
 Configuration is read from the environment and .env (see README).`;
@@ -52,6 +55,72 @@ function printSandboxBanner(url: string): void {
     API key    npm run dmgate -- keys create --name me
     test DM    npm run dmgate -- sandbox dm --from alice --text "Is size M in stock?"
 `);
+}
+
+async function accountsList(cfg: Config): Promise<number> {
+  await withDatabase(cfg, async (database) => {
+    const rows = await database.db.selectFrom('accounts').select(['id', 'username', 'status', 'token_expires_at', 'status_reason']).orderBy('id').execute();
+    if (!rows.length) console.error('no accounts yet: connect one with "dmgate accounts connect"');
+    for (const r of rows) {
+      const expiry = r.token_expires_at ? new Date(r.token_expires_at).toISOString() : '-';
+      console.log([r.id, r.username ? '@' + r.username : '-', r.status, expiry, r.status !== 'active' && r.status_reason ? r.status_reason : ''].join('\t').trimEnd());
+    }
+  });
+  return 0;
+}
+
+/**
+ * Runs an account's backfill in this process (or follows the server's run of it): a progress bar
+ * on a terminal, a line per step otherwise, both on stderr; the final state as JSON on stdout.
+ */
+async function accountsBackfill(args: string[], cfg: Config): Promise<number> {
+  const { values } = parseArgs({ args, options: { account: { type: 'string' }, days: { type: 'string' } } });
+  if (!values.account) throw new ConfigError('usage: dmgate accounts backfill --account ID [--days N]');
+  const days = values.days === undefined ? undefined : Number(values.days);
+  if (days !== undefined && (!Number.isInteger(days) || days < 1 || days > 90)) throw new ConfigError('--days must be an integer from 1 to 90');
+  const { requestBackfill, runBackfill, backfillState } = await import('./accounts/backfill.js');
+  const { pino } = await import('pino');
+  const ctx = await createContext({ ...cfg, logLevel: cfg.logLevel === 'info' ? 'warn' : cfg.logLevel }, { logDestination: pino.destination(2) });
+  const tty = process.stderr.isTTY;
+  let lastLine = '';
+  const show = (s: BackfillState) => {
+    const total = s.conversations_total;
+    const head = s.status === 'queued' ? 'waiting' : s.status === 'running' && total === null ? 'listing conversations' : s.status;
+    const counts = `${s.conversations_done}/${total ?? '?'} conversations, ${s.messages} new messages`;
+    if (tty) {
+      const width = 30;
+      const filled = total ? Math.round((s.conversations_done / Math.max(1, total)) * width) : 0;
+      process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${counts} · ${head}\x1b[K`);
+    } else {
+      const line = `backfill ${head}: ${counts}`;
+      if (line !== lastLine) console.error(line);
+      lastLine = line;
+    }
+  };
+  try {
+    let state: BackfillState | null = await requestBackfill(ctx, values.account, days);
+    show(state);
+    if (!cfg.sandbox) state = await runBackfill(ctx, values.account, { onProgress: show });
+    // Another process runs it (or the sandbox server, which owns the emulator): follow its progress.
+    const waitingSince = Date.now();
+    while (!state || state.status === 'queued' || state.status === 'running') {
+      await new Promise((r) => setTimeout(r, 250));
+      const row = await ctx.database.db.selectFrom('accounts').select('backfill').where('id', '=', values.account).executeTakeFirstOrThrow();
+      state = backfillState(row);
+      if (state) show(state);
+      if (state?.status === 'queued' && Date.now() - waitingSince > 15000) {
+        if (tty) process.stderr.write('\n');
+        console.error('the backfill is queued but no dmgate worker picked it up: start the server (dmgate serve) and it will run');
+        return 1;
+      }
+    }
+    if (tty) process.stderr.write('\n');
+    if (state.status === 'failed') console.error(`backfill failed: ${state.error}`);
+    console.log(JSON.stringify(state));
+    return state.status === 'done' ? 0 : 1;
+  } finally {
+    await closeContext(ctx);
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -124,6 +193,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'accounts': {
+      if (sub === 'backfill') return accountsBackfill(rest, config());
+      if (sub === 'list') return accountsList(config());
       if (sub !== 'connect') break;
       const cfg = config();
       if (cfg.sandbox) throw new ConfigError('sandbox mode connects sandbox_shop by itself; set TIKTOK_APP_ID and TIKTOK_APP_SECRET to connect real accounts');

@@ -66,6 +66,12 @@ const schema = {
   pollIntervalMs: ['DMGATE_POLL_INTERVAL_MS', int(10, 60000), 1000],
   sendRetrySchedule: ['DMGATE_SEND_RETRY_SCHEDULE', seconds, '1,5,30,120,600'],
   responseSlaHours: ['DMGATE_RESPONSE_SLA_HOURS', int(1, 720), 12],
+  /** The token keeper refreshes an account's access token this long before it expires (src/accounts/token-keeper.ts). */
+  tokenRefreshAheadS: ['DMGATE_TOKEN_REFRESH_AHEAD', int(1, 7 * 86400), 3600],
+  /** How often the keeper asks TikTok (token_info) whether each account's token still works; 0 turns it off. */
+  tokenCheckIntervalS: ['DMGATE_TOKEN_CHECK_INTERVAL', int(0, 7 * 86400), 900],
+  /** Days of conversations read on connect (TikTok keeps 90); 0 turns the backfill on connect off. */
+  backfillDays: ['DMGATE_BACKFILL_DAYS', int(0, 90), 90],
 } as const;
 
 type Schema = typeof schema;

@@ -5,6 +5,7 @@ import { buildApp, type App } from './app.js';
 import { closeContext, createContext, type AppContext } from './context.js';
 import { startWorkers, stopWorkers } from './runtime.js';
 import { startSandbox, type Sandbox } from './sandbox.js';
+import { checkWebhookWiring } from './accounts/health.js';
 
 export interface RunningServer {
   url: string;
@@ -32,6 +33,8 @@ export async function serve(config: Config, opts: ServeOptions = {}): Promise<Ru
   if (!config.publicUrl || config.port === 0) ctx.config.publicUrl = config.port === 0 ? url : config.publicUrl;
   const workers = startWorkers(ctx, role);
   if (sandbox) await sandbox.wire(ctx.config.publicUrl);
+  // TikTok's DM webhook should point here: a warning naming the fix if not (never blocks the start).
+  else void checkWebhookWiring(ctx).catch(() => undefined);
   let closed = false;
   return {
     url, app, ctx, sandbox,

@@ -5,7 +5,7 @@ import { serve, type RunningServer } from '../src/server.js';
 import { createApiKey } from '../src/auth/api-keys.js';
 import { appendEvents } from '../src/events/outbox.js';
 import type { EventInput, StoredEvent } from '../src/events/types.js';
-import { freshStorage, type TestStorage } from './helpers/db.js';
+import { freshStorage, TEST_DB, type TestStorage } from './helpers/db.js';
 
 interface Gw {
   server: RunningServer;
@@ -211,6 +211,19 @@ describe('GET /v1/stream', () => {
     await stream.waitFor(1205, 15000);
     await new Promise((r) => setTimeout(r, 100));
     expect(stream.events.map((e) => e.id)).toEqual([...backlog, ...live].map((s) => s.id));
+  });
+
+  it.skipIf(TEST_DB !== 'postgres')('carries events appended by another process (LISTEN/NOTIFY)', async () => {
+    const storage = await freshStorage();
+    cleanups.push(() => storage.drop());
+    const writer = await setup({}, storage);
+    const reader = await setup({}, storage);
+    const stream = await openStream(reader.server.url + '/v1/stream', { authorization: `Bearer ${reader.key}` });
+    cleanups.push(() => stream.close());
+    await new Promise((r) => setTimeout(r, 100));
+    const stored = await writer.append([ev('message.received', 'cv_a'), ev('message.sent', 'cv_a')]);
+    await stream.waitFor(2);
+    expect(stream.events.map((e) => e.id)).toEqual(stored.map((s) => s.id));
   });
 
   it('ends streams when the server closes', async () => {

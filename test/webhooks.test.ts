@@ -5,7 +5,7 @@ import { serve, type RunningServer } from '../src/server.js';
 import { createApiKey } from '../src/auth/api-keys.js';
 import { appendEvents } from '../src/events/outbox.js';
 import type { EventInput, StoredEvent } from '../src/events/types.js';
-import { freshStorage, type TestStorage } from './helpers/db.js';
+import { freshStorage, TEST_DB, type TestStorage } from './helpers/db.js';
 import { startSink, type Sink } from './helpers/sink.js';
 
 /** A gateway without the emulator: events come from appendEvents or the endpoint test route. */
@@ -17,13 +17,13 @@ interface Gw {
   close(): Promise<void>;
 }
 
-async function startGateway(env: Env = {}): Promise<Gw> {
-  const storage = await freshStorage();
+async function startGateway(env: Env = {}, shared?: TestStorage): Promise<Gw> {
+  const storage = shared ?? await freshStorage();
   const config = loadConfig({
     DMGATE_PORT: '0', DMGATE_HOST: '127.0.0.1', DMGATE_DATA_DIR: storage.dataDir, DATABASE_URL: storage.databaseUrl,
     TIKTOK_APP_ID: 'test_app', TIKTOK_APP_SECRET: 'test_app_secret', DMGATE_LOG_LEVEL: 'silent',
     DMGATE_ALLOW_PRIVATE_WEBHOOKS: '1', DMGATE_DELIVERY_SCHEDULE: '0,0.2,0.4', DMGATE_DELIVERY_TIMEOUT_MS: '1000',
-    DMGATE_POLL_INTERVAL_MS: '50',
+    DMGATE_POLL_INTERVAL_MS: '50', DMGATE_SECRET_KEY: 'webhooks-test-secret-key',
     ...env,
   });
   const server = await serve(config);
@@ -50,7 +50,7 @@ async function startGateway(env: Env = {}): Promise<Gw> {
     },
     async close() {
       await server.close();
-      await storage.drop();
+      if (!shared) await storage.drop();
     },
   };
 }
@@ -71,8 +71,8 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function setup(env: Env = {}) {
-  const gw = await startGateway(env);
+async function setup(env: Env = {}, shared?: TestStorage) {
+  const gw = await startGateway(env, shared);
   cleanups.push(() => gw.close());
   return gw;
 }
@@ -354,6 +354,62 @@ describe('webhook delivery', () => {
     await gw.append([ev('message.received', 'cv_x', { text: 'first' }), ev('message.received', 'cv_x', { text: 'second' })]);
     await s.waitFor(3);
     expect(s.requests.map((r) => JSON.parse(r.body).text)).toEqual(['first', 'first', 'second']);
+  });
+});
+
+describe('delivery worker lifecycle', () => {
+  it('gives in-flight deliveries back on shutdown; the next start delivers them', async () => {
+    const storage = await freshStorage();
+    cleanups.push(() => storage.drop());
+    let hang = true;
+    const s = await sink(() => (hang ? { status: 200, hang: true } : { status: 200 }));
+    const first = await startGateway({ DMGATE_DELIVERY_TIMEOUT_MS: '30000' }, storage);
+    const ep = await endpoint(first, s);
+    const [stored] = await first.append([ev('message.received')]);
+    await s.waitFor(1);
+    const started = Date.now();
+    await first.close();
+    expect(Date.now() - started).toBeLessThan(10_000);
+    hang = false;
+    const again = await startGateway({ DMGATE_DELIVERY_SCHEDULE: '0', DMGATE_POLL_INTERVAL_MS: '60000' }, storage);
+    cleanups.push(() => again.close());
+    await s.waitFor(2);
+    expect(JSON.parse(s.requests[1].body).id).toBe(stored.id);
+    await until('recorded', async () => (await again.api('GET', `/v1/webhook-endpoints/${ep.id}/deliveries`)).body.data[0]?.delivery_status === 'succeeded');
+  });
+
+  it('re-delivers a delivery whose lease expired (a crashed worker)', async () => {
+    const gw = await setup();
+    const s = await sink();
+    const ep = await endpoint(gw, s);
+    const now = Date.now();
+    // What a crashed process leaves behind: claimed, lease run out, no outcome.
+    await gw.server.ctx.database.db.transaction().execute(async (tx) => {
+      const e = await tx.insertInto('events').values({ id: 'evt_crashed', type: 'message.received', account_id: 'acct_1', conversation_id: null, payload: '{"id":"evt_crashed","event":"message.received"}', created_at: now }).returning('seq').executeTakeFirstOrThrow();
+      await tx.insertInto('deliveries').values({ id: 'whd_crashed', event_id: 'evt_crashed', event_seq: e.seq, endpoint_id: ep.id, conversation_id: null, status: 'delivering', attempts: 0, next_attempt_at: now, locked_until: now - 1, last_status_code: null, last_error: null, created_at: now, updated_at: now }).execute();
+    });
+    await s.waitFor(1, 10_000);
+    expect(s.requests[0].headers['webhook-id']).toBe('evt_crashed');
+    await until('succeeded', async () => (await gw.api('GET', '/v1/deliveries/whd_crashed')).body.status === 'succeeded');
+  });
+
+  it.skipIf(TEST_DB !== 'postgres')('two worker processes share one Postgres without delivering anything twice', async () => {
+    const storage = await freshStorage();
+    cleanups.push(() => storage.drop());
+    const a = await startGateway({}, storage);
+    cleanups.push(() => a.close());
+    const b = await startGateway({}, storage);
+    cleanups.push(() => b.close());
+    const s = await sink(() => ({ status: 200, delayMs: 2 }));
+    await endpoint(a, s);
+    const inputs: EventInput[] = [];
+    for (let i = 0; i < 150; i++) inputs.push(ev('message.received', `cv_${i % 10}`, { text: `m${i}` }));
+    await Promise.all([a.append(inputs.slice(0, 75)), b.append(inputs.slice(75))]);
+    await s.waitFor(150, 15_000);
+    await new Promise((r) => setTimeout(r, 500));
+    const ids = s.requests.map((r) => r.headers['webhook-id']);
+    expect(new Set(ids).size).toBe(150);
+    expect(ids).toHaveLength(150);
   });
 });
 

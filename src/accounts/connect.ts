@@ -5,6 +5,7 @@ import { ApiError } from '../core/errors.js';
 import { TiktokApiError } from '../providers/tiktok/errors.js';
 import { tiktokClient, TIKTOK_REQUIRED_SCOPES, TIKTOK_SCOPES } from '../providers/tiktok/provider.js';
 import { saveConnectedAccount, type AccountRow } from './store.js';
+import { regionReason, restrictedReason } from './reasons.js';
 
 const STATE_TTL_MS = 10 * 60 * 1000;
 
@@ -87,19 +88,18 @@ export async function finishConnect(ctx: AppContext, q: CallbackQuery): Promise<
   } catch (err) {
     if (err instanceof TiktokApiError && (err.code === 40001 || err.code === 40118)) {
       status = 'restricted';
-      reason = restrictedReason(`TikTok answered ${err.code}`);
+      reason = restrictedReason(`TikTok answered ${err.code} (no permission: the account lacks Advanced Access, or the app is not allowlisted for it)`);
     } else {
       throw new ConnectError('provider_error', 'TikTok could not return the business profile. Try connecting again.', {});
     }
   }
   if (profile.region && ctx.config.tiktokRestrictedRegions.includes(profile.region)) {
     status = 'restricted';
-    reason = restrictedReason(`the account is registered in ${profile.region}, where TikTok does not offer the Business Messaging API`);
+    reason = regionReason(profile.region);
   }
   const { account, created } = await saveConnectedAccount(ctx, 'tiktok', tokens, profile, status, reason);
   ctx.log.info({ account_id: account.id, username: account.username, created, status }, created ? 'account connected' : 'account reconnected');
   return { account, created, returnTo };
 }
 
-export const restrictedReason = (why: string) =>
-  `This account cannot use TikTok's messaging API: ${why}. Business Messaging needs a TikTok Business Account registered outside the EEA, Switzerland and the UK, with Advanced Access granted through TikTok for Business.`;
+export { restrictedReason };

@@ -1,3 +1,4 @@
+import { PostgresAdapter, sql } from 'kysely';
 import { newId } from '../core/ids.js';
 import type { Tx } from '../db/database.js';
 import { parseJson } from '../db/database.js';
@@ -32,24 +33,45 @@ function subscribed(endpoint: EndpointFilter, type: string): boolean {
  */
 export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number): Promise<StoredEvent[]> {
   if (!inputs.length) return [];
+  if (tx.getExecutor().adapter instanceof PostgresAdapter) {
+    // Sequence numbers are taken at insert but become visible at commit. Serializing the tail of
+    // event-appending transactions makes seq order equal commit order, so a reader paging by seq
+    // (GET /v1/events, SSE replay) can never skip an event that commits late.
+    await sql`select pg_advisory_xact_lock(${EVENT_APPEND_LOCK})`.execute(tx);
+  }
   const endpoints = (await tx.selectFrom('webhook_endpoints').select(['id', 'events']).where('enabled', '=', 1).execute())
     .map((e) => ({ id: e.id, events: parseJson<string[]>(e.events, []) }));
   const stored: StoredEvent[] = [];
-  for (const input of inputs) {
-    const id = newId('evt', nowMs);
-    const payload = serializeEvent(id, input, nowMs);
-    const row = await tx.insertInto('events').values({
+  // Multi-row inserts: on Postgres every statement is a round trip, and a batch holds many events.
+  for (let i = 0; i < inputs.length; i += CHUNK) {
+    const chunk = inputs.slice(i, i + CHUNK).map((input) => {
+      const id = newId('evt', nowMs);
+      return { input, id, payload: serializeEvent(id, input, nowMs) };
+    });
+    const rows = await tx.insertInto('events').values(chunk.map(({ input, id, payload }) => ({
       id, type: input.event, account_id: input.account_id, conversation_id: input.conversation_id ?? null, payload, created_at: nowMs,
-    }).returning('seq').executeTakeFirstOrThrow();
-    stored.push({ id, seq: row.seq, event: input.event, payload, conversation_id: input.conversation_id ?? null });
-    const targets = endpoints.filter((e) => subscribed(e, input.event));
-    if (targets.length) {
-      await tx.insertInto('deliveries').values(targets.map((e) => ({
-        id: newId('whd', nowMs), event_id: id, event_seq: row.seq, endpoint_id: e.id,
-        conversation_id: input.conversation_id ?? null, status: 'pending' as const, attempts: 0,
-        next_attempt_at: nowMs, locked_until: null, last_status_code: null, last_error: null, created_at: nowMs, updated_at: nowMs,
-      }))).execute();
+    }))).returning(['id', 'seq']).execute();
+    const seqOf = new Map(rows.map((r) => [r.id, r.seq]));
+    const deliveries = [];
+    for (const { input, id, payload } of chunk) {
+      const seq = seqOf.get(id)!;
+      stored.push({ id, seq, event: input.event, payload, conversation_id: input.conversation_id ?? null });
+      for (const e of endpoints) {
+        if (!subscribed(e, input.event)) continue;
+        deliveries.push({
+          id: newId('whd', nowMs), event_id: id, event_seq: seq, endpoint_id: e.id,
+          conversation_id: input.conversation_id ?? null, status: 'pending' as const, attempts: 0,
+          next_attempt_at: nowMs, locked_until: null, last_status_code: null, last_error: null, created_at: nowMs, updated_at: nowMs,
+        });
+      }
     }
+    for (let j = 0; j < deliveries.length; j += CHUNK) await tx.insertInto('deliveries').values(deliveries.slice(j, j + CHUNK)).execute();
   }
   return stored;
 }
+
+/** Arbitrary constant naming the advisory lock that orders event appends. */
+const EVENT_APPEND_LOCK = 0x646d6701;
+
+/** Rows per multi-row insert: well under SQLite's and Postgres' bound-parameter limits. */
+const CHUNK = 500;

@@ -20,7 +20,8 @@ export const listOf = <T extends TSchema>(item: T) =>
 
 export const IdParams = Type.Object({ id: Type.String() });
 
-export const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
+/** Null first: with Ajv's type coercion a null would otherwise be coerced into the first branch ("" for strings). */
+export const Nullable = <T extends TSchema>(s: T) => Type.Union([Type.Null(), s]);
 
 /** Standard error responses a route can produce; merged into each route's `response`. */
 export const errorResponses = (...codes: number[]) =>

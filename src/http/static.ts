@@ -14,7 +14,7 @@ const reserved = (path: string) => RESERVED.some((p) => path === p || path.start
 
 const SECURITY_HEADERS: Record<string, string> = {
   'content-security-policy': [
-    "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data: blob: https:",
+    "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data: blob: https: http:",
     "connect-src 'self'", "font-src 'self'", "object-src 'none'", "frame-src 'none'", "frame-ancestors 'none'", "base-uri 'self'", "form-action 'self'",
   ].join('; '),
   'x-content-type-options': 'nosniff',

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { newId } from '../core/ids.js';
 import type { Tx } from '../db/database.js';
 import { parseJson } from '../db/database.js';
@@ -35,7 +36,11 @@ async function upsertContact(a: ApplyContext, provider: string, user: ProviderUs
     avatar_url: user.avatarUrl, is_follower: Number(Boolean(user.isFollower)), first_referral: null, attributes: '{}', notes: null,
     created_at: now, updated_at: now,
   };
-  await tx.insertInto('contacts').values(row).execute();
+  // Another transaction (a concurrent conversation of the same customer) may insert it first.
+  const inserted = await tx.insertInto('contacts').values(row).onConflict((oc) => oc.columns(['provider', 'external_id']).doNothing()).returning('id').executeTakeFirst();
+  if (!inserted) {
+    return tx.selectFrom('contacts').selectAll().where('provider', '=', provider).where('external_id', '=', user.externalId).executeTakeFirstOrThrow();
+  }
   if (!a.historical) events.push({ event: 'contact.created', account_id: a.account.id, provider, data: { contact: contactSummary(row) } });
   return row;
 }
@@ -156,7 +161,7 @@ async function businessMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kin
   const inWindow = (conv.last_inbound_at ?? 0) <= m.timestampMs;
   await tx.updateTable('conversations').set({
     last_outbound_at: Math.max(conv.last_outbound_at ?? 0, m.timestampMs),
-    outbound_since_inbound: inWindow ? conv.outbound_since_inbound + 1 : conv.outbound_since_inbound,
+    outbound_since_inbound: inWindow ? sql<number>`outbound_since_inbound + 1` : conv.outbound_since_inbound,
     first_unanswered_at: inWindow ? null : conv.first_unanswered_at,
     last_message_at: Math.max(conv.last_message_at ?? 0, m.timestampMs),
     last_message_preview: (conv.last_message_at ?? 0) <= m.timestampMs ? preview(m) : conv.last_message_preview,

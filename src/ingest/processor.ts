@@ -17,6 +17,8 @@ const PRESSURED_PAUSE_MS = 200;
 const MAX_ATTEMPTS = 10;
 const DEFER_MS = 500;
 const LEASE_MS = 15000;
+/** Concurrent transactions on Postgres (the pool has 10 connections; leave room for the API). */
+const PG_LANES = 6;
 
 interface Row { seq: number; business_id: string | null; body: string; attempts: number; event_type: string }
 type Decision = { status: 'processed' | 'ignored' | 'held'; error?: string } | { defer: string };
@@ -32,6 +34,7 @@ export function startProcessor(ctx: AppContext): Worker {
   let running: Promise<void> | null = null;
   let again = false;
   let timer: NodeJS.Timeout | null = null;
+  let leasedAt = -Infinity;
 
   const wake = () => {
     if (stopped) return;
@@ -43,7 +46,10 @@ export function startProcessor(ctx: AppContext): Worker {
   };
 
   async function runUntilIdle(): Promise<void> {
-    if (ctx.database.dialect === 'postgres' && !(await tryAcquireLease(ctx.database, 'ingest-processor', owner, LEASE_MS, ctx.clock()))) return;
+    if (ctx.database.dialect === 'postgres' && ctx.clock() - leasedAt > LEASE_MS / 3) {
+      if (!(await tryAcquireLease(ctx.database, 'ingest-processor', owner, LEASE_MS, ctx.clock()))) return;
+      leasedAt = ctx.clock();
+    }
     while (!stopped) {
       const pressured = ctx.pressure.busy;
       if (pressured) await new Promise((r) => setTimeout(r, PRESSURED_PAUSE_MS));
@@ -53,7 +59,10 @@ export function startProcessor(ctx: AppContext): Worker {
         .where('status', '=', 'pending').where('next_attempt_at', '<=', now).orderBy('seq').limit(limit).execute();
       if (!rows.length) return;
       await processBatch(ctx, rows);
-      if (ctx.database.dialect === 'postgres') await tryAcquireLease(ctx.database, 'ingest-processor', owner, LEASE_MS, ctx.clock());
+      if (ctx.database.dialect === 'postgres' && ctx.clock() - leasedAt > LEASE_MS / 3) {
+        if (!(await tryAcquireLease(ctx.database, 'ingest-processor', owner, LEASE_MS, ctx.clock()))) return;
+        leasedAt = ctx.clock();
+      }
       if (rows.length < limit) return;
     }
   }
@@ -112,8 +121,34 @@ function precheck(row: Row, accounts: Map<string, AccountRow>): Decision | Accou
   return account;
 }
 
+/** Rows of one conversation must be applied in order; different conversations are independent. */
+function partitionKey(row: Row): string {
+  const ev = decode(row)[0];
+  return 'conversationId' in ev ? `${ev.businessId}|${ev.conversationId}` : `row|${row.seq}`;
+}
+
 async function commitGroup(ctx: AppContext, rows: Row[], accounts: Map<string, AccountRow>): Promise<void> {
   if (!rows.length) return;
+  // SQLite has one writer, so one transaction does it all; Postgres is round-trip bound, so
+  // conversations are applied concurrently on several connections, each in its own order.
+  if (ctx.database.dialect === 'sqlite') {
+    await commitPartition(ctx, rows, accounts);
+    return;
+  }
+  const partitions = new Map<string, Row[]>();
+  for (const row of rows) {
+    const key = partitionKey(row);
+    const list = partitions.get(key);
+    if (list) list.push(row); else partitions.set(key, [row]);
+  }
+  const queue = [...partitions.values()];
+  const lanes = Math.min(PG_LANES, queue.length);
+  await Promise.all(Array.from({ length: lanes }, async () => {
+    for (let part = queue.shift(); part; part = queue.shift()) await commitPartition(ctx, part, accounts);
+  }));
+}
+
+async function commitPartition(ctx: AppContext, rows: Row[], accounts: Map<string, AccountRow>): Promise<void> {
   try {
     await applyRows(ctx, rows, accounts);
   } catch (err) {
@@ -129,17 +164,19 @@ async function applyRows(ctx: AppContext, rows: Row[], accounts: Map<string, Acc
   const now = ctx.clock();
   let appended = 0;
   await ctx.database.db.transaction().execute(async (tx) => {
+    const events: EventInput[] = [];
+    const done = new Map<string, { status: 'processed' | 'ignored' | 'held'; error: string | null; seqs: number[] }>();
     for (const row of rows) {
       const pre = precheck(row, accounts);
       let decision: Decision;
-      const events: EventInput[] = [];
+      const rowEvents: EventInput[] = [];
       if ('id' in pre) {
         decision = { status: 'processed' };
         for (const ev of decode(row)) {
           if (ev.kind === 'ignored') { decision = { status: 'ignored', error: ev.reason }; continue; }
           const out = await applyProviderEvent(tx, pre, ev, now, { attempts: row.attempts });
           if ('defer' in out) { decision = out; break; }
-          events.push(...out.events);
+          rowEvents.push(...out.events);
         }
       } else {
         decision = pre;
@@ -148,8 +185,15 @@ async function applyRows(ctx: AppContext, rows: Row[], accounts: Map<string, Acc
         await tx.updateTable('inbound_events').set({ attempts: row.attempts + 1, next_attempt_at: now + DEFER_MS, error: decision.defer }).where('seq', '=', row.seq).execute();
         continue;
       }
-      appended += (await appendEvents(tx, events, now)).length;
-      await tx.updateTable('inbound_events').set({ status: decision.status, error: decision.error ?? null, processed_at: now }).where('seq', '=', row.seq).execute();
+      events.push(...rowEvents);
+      const key = `${decision.status}|${decision.error ?? ''}`;
+      const group = done.get(key) ?? { status: decision.status, error: decision.error ?? null, seqs: [] };
+      group.seqs.push(row.seq);
+      done.set(key, group);
+    }
+    appended = (await appendEvents(tx, events, now)).length;
+    for (const g of done.values()) {
+      await tx.updateTable('inbound_events').set({ status: g.status, error: g.error, processed_at: now }).where('seq', 'in', g.seqs).execute();
     }
   });
   if (appended) {

@@ -8,38 +8,54 @@ import type { ProviderEvent } from '../providers/types.js';
 /** Clock skew between TikTok's timestamps and the conversation list's update times. */
 const SLACK_MS = 2 * 60 * 1000;
 
-export interface FetchedMessage { event: ProviderEvent; recent: boolean }
+export interface FetchedMessage { event: ProviderEvent; recent: boolean; timestampMs: number }
+
+/** Waits for the account's rate slot before each TikTok call (backfill shares the sender's gate). */
+export type Pace = () => Promise<void>;
+const unpaced: Pace = async () => undefined;
 
 /**
- * Reads recent messages through the REST API: for TikTok's EEA webhooks (which carry no content)
- * and for backfill. Conversations come from both lists (STRANGER: not yet answered; SINGLE:
- * answered); each gives at most its 20 latest messages. `recent` marks messages at or after
- * `sinceMs`, which are announced as new; older ones are stored as history.
+ * Conversations updated at or after `floorMs`, from both lists (STRANGER: not yet answered;
+ * SINGLE: answered), newest first, without duplicates.
  */
-export async function fetchRecentMessages(ctx: AppContext, account: AccountRow, sinceMs: number, opts: { conversationSinceMs?: number } = {}): Promise<FetchedMessage[]> {
+export async function listConversationIds(ctx: AppContext, account: AccountRow, floorMs: number, pace: Pace = unpaced): Promise<string[]> {
   const client = tiktokClient(ctx.config);
-  const floor = (opts.conversationSinceMs ?? sinceMs) - SLACK_MS;
   const conversations: string[] = [];
   for (const type of ['STRANGER', 'SINGLE'] as const) {
     let cursor = 0;
     for (let page = 0; page < 50; page++) {
-      const res = await withAccessToken(ctx, account.id, (t) => client.listConversations(t, account.external_id, type, cursor));
+      const res = await withAccessToken(ctx, account.id, async (t) => { await pace(); return client.listConversations(t, account.external_id, type, cursor); });
       for (const c of res.conversations ?? []) {
         const updated = Number(c.update_time ?? c.up_time ?? 0);
         const updatedMs = updated < 1e12 ? updated * 1000 : updated;
-        if (!updated || updatedMs >= floor) conversations.push(c.conversation_id);
+        if (!updated || updatedMs >= floorMs) conversations.push(c.conversation_id);
       }
       if (!res.has_more) break;
       cursor = res.cursor;
     }
   }
+  return [...new Set(conversations)];
+}
+
+/** A conversation's latest messages (TikTok gives at most 20), oldest first; `recent` from `recentFromMs` on. */
+export async function fetchConversation(ctx: AppContext, account: AccountRow, conversationId: string, recentFromMs: number, pace: Pace = unpaced): Promise<FetchedMessage[]> {
+  const client = tiktokClient(ctx.config);
+  const { messages, participants } = await withAccessToken(ctx, account.id, async (t) => { await pace(); return client.listMessages(t, account.external_id, conversationId); });
+  const sorted = [...(messages ?? [])].sort((a, b) => a.timestamp - b.timestamp);
+  return sorted.map((m) => ({
+    event: decodeRestMessage(m, conversationId, participants ?? [], account.external_id), recent: m.timestamp >= recentFromMs, timestampMs: m.timestamp,
+  }));
+}
+
+/**
+ * Reads recent messages through the REST API: for TikTok's EEA webhooks (which carry no content)
+ * and for backfill. Conversations come from both lists; each gives at most its 20 latest messages.
+ * `recent` marks messages at or after `sinceMs`, which are announced as new; older ones are stored
+ * as history.
+ */
+export async function fetchRecentMessages(ctx: AppContext, account: AccountRow, sinceMs: number, opts: { conversationSinceMs?: number } = {}): Promise<FetchedMessage[]> {
+  const ids = await listConversationIds(ctx, account, (opts.conversationSinceMs ?? sinceMs) - SLACK_MS);
   const out: FetchedMessage[] = [];
-  for (const conversationId of [...new Set(conversations)]) {
-    const { messages, participants } = await withAccessToken(ctx, account.id, (t) => client.listMessages(t, account.external_id, conversationId));
-    const sorted = [...(messages ?? [])].sort((a, b) => a.timestamp - b.timestamp);
-    for (const m of sorted) {
-      out.push({ event: decodeRestMessage(m, conversationId, participants ?? [], account.external_id), recent: m.timestamp >= sinceMs - SLACK_MS });
-    }
-  }
+  for (const id of ids) out.push(...await fetchConversation(ctx, account, id, sinceMs - SLACK_MS));
   return out;
 }

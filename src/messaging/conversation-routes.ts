@@ -9,6 +9,7 @@ import { appendEvents } from '../events/outbox.js';
 import { WINDOW_POLICIES, windowAt } from './window.js';
 import { contactSummary, iso, messageView, type ConversationRow, type ContactRow } from './views.js';
 import { parseJson } from '../db/database.js';
+import { messageRoutes } from './message-routes.js';
 
 const WindowSchema = Type.Object({
   open: Type.Boolean(), expires_at: Nullable(Type.String()), quota_limit: Nullable(Type.Integer()), quota_remaining: Nullable(Type.Integer()),
@@ -59,6 +60,8 @@ export function conversationRoutes(ctx: AppContext): FastifyPluginAsync {
   return async (app) => {
     app.addSchema(ConversationSchema);
     app.addSchema(MessageSchema);
+    // POST /messages and GET /messages/{id}, in this scope so they share the Message schema.
+    await app.register(messageRoutes(ctx));
 
     app.get('/conversations', {
       schema: {

@@ -34,7 +34,6 @@ export const ReplyBody = Type.Object({
   reply_to: Type.Optional(Type.String({ description: 'id of a text, image or share_post message of this conversation to quote (text replies only)' })),
 }, { additionalProperties: false });
 
-const OutboundMessageSchema = Type.Ref(MessageSchema);
 
 export function outboundView(m: MessageRow) {
   return { ...messageView(m), attempts: m.attempts, next_attempt_at: m.status === 'queued' ? iso(m.next_attempt_at) : null };
@@ -43,6 +42,7 @@ export function outboundView(m: MessageRow) {
 /** POST /v1/messages (accept a reply, policy first) and GET /v1/messages/{id}. */
 export function messageRoutes(ctx: AppContext): FastifyPluginAsync {
   return async (app) => {
+    const OutboundMessageSchema = Type.Ref(MessageSchema);
     app.post('/messages', {
       schema: {
         tags: ['messages'],

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { sql, type SqlBool } from 'kysely';
+import { PostgresAdapter, sql, type SqlBool } from 'kysely';
 import type { Executor } from '../db/database.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
 
@@ -54,6 +54,11 @@ export function requestHash(value: unknown): string {
  * (a backdated message, or a send that raced with it). Used by ingest to reset the counter.
  */
 export async function quotaCarriedOver(db: Executor, accountId: string, conversationId: string, customerMessageMs: number): Promise<number> {
+  // On Postgres, serialize with concurrent accepts (which lock the row to take quota): what they
+  // committed is counted below, and what they commit later is added to the reset value.
+  if (db.getExecutor().adapter instanceof PostgresAdapter) {
+    await db.selectFrom('conversations').select('id').where('id', '=', conversationId).forUpdate().execute();
+  }
   const pending = await db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n'))
     .where('account_id', '=', accountId).where('conversation_id', '=', conversationId)
     .where(isPending()).where('counted_in_window', '=', 1)

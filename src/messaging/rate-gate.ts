@@ -3,28 +3,34 @@ import type { AppContext } from '../context.js';
 
 /**
  * Per-account pacing of TikTok messaging calls (send, media upload, capabilities): TikTok allows
- * `perSecond` calls per business and answers 40100 past it, counting over a sliding second.
+ * `perSecond` calls per business and answers 40100 past it, counting the calls it checks in any
+ * sliding second.
  *
  * Two mechanisms together:
- * - reservations on an even schedule (one slot every window/perSecond ms, never a burst), so
+ * - reservations on an even schedule (one slot every windowMs/perSecond ms, never a burst), so
  *   callers know their slot ahead and can prepare the call just in time;
- * - a sliding-log guard on the moments calls actually start: at most `perSecond` starts in any
- *   `windowMs`. A late timer cannot squeeze two seconds' worth of calls into one.
+ * - a guard that is exact whatever the network and server delays: TikTok checks a call at some
+ *   moment between our sending it and our reading the answer, so a call can only count against a
+ *   later one if it ended less than a window before the later one starts (or has not ended yet).
+ *   A new call starts only while fewer than `perSecond` calls are in that state. Jitter, a slow
+ *   answer or a late timer therefore cost a little rate, never a throttle.
  *
- * `windowMs` is a little longer than a second: our start time and TikTok's arrival time differ by
- * network and queueing jitter, and the margin absorbs it (30 ms → 97 % of the allowed rate).
- * One gate per account per process; on PostgreSQL the account's lease makes it the only one.
+ * One gate per account per process; on PostgreSQL the sender's account lease makes it the only one.
  */
-export const WINDOW_MARGIN_MS = 30;
+export const WINDOW_SLACK_MS = 2;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(1, Math.ceil(ms))));
 
+interface Call { start: number; end: number | null }
+
+export type Release = () => void;
+
 export class RateGate {
   private nextSlot = -Infinity;
-  private readonly started: number[] = [];
+  private calls: Call[] = [];
   readonly interval: number;
 
-  constructor(readonly perSecond: number, readonly windowMs = 1000 + WINDOW_MARGIN_MS, private readonly now: () => number = () => performance.now()) {
+  constructor(readonly perSecond: number, readonly windowMs = 1000 + WINDOW_SLACK_MS, private readonly now: () => number = () => performance.now()) {
     this.interval = windowMs / perSecond;
   }
 
@@ -45,29 +51,39 @@ export class RateGate {
     return Math.max(0, this.nextSlot - this.now());
   }
 
-  /** Waits for the slot and for room in the sliding window, then records the start. Call TikTok right after. */
-  async fire(slot: number): Promise<void> {
+  /**
+   * Waits for the slot and for room (see above), then records the call as started. Make the call
+   * right away and call the returned release when its answer (or failure) is in.
+   */
+  async fire(slot: number): Promise<Release> {
     for (;;) {
       const now = this.now();
-      while (this.started.length > 0 && this.started[0] <= now - this.windowMs) this.started.shift();
-      const full = this.started.length >= this.perSecond ? this.started[0] + this.windowMs - now : 0;
-      const wait = Math.max(slot - now, full);
+      if (this.calls.length) this.calls = this.calls.filter((c) => c.end === null || c.end > now - this.windowMs);
+      let wait = slot - now;
+      if (this.calls.length >= this.perSecond) {
+        let freeAt = Infinity;
+        for (const c of this.calls) if (c.end !== null) freeAt = Math.min(freeAt, c.end + this.windowMs);
+        // All in flight: one of them ends soon; look again shortly.
+        wait = Math.max(wait, freeAt === Infinity ? 5 : freeAt - now);
+      }
       if (wait <= 0) {
-        this.started.push(now);
-        return;
+        const call: Call = { start: now, end: null };
+        this.calls.push(call);
+        return () => { if (call.end === null) call.end = this.now(); };
       }
       await sleep(wait);
     }
   }
 
   /** reserve + fire: for calls made on the spot. */
-  take(): Promise<void> {
+  take(): Promise<Release> {
     return this.fire(this.reserve());
   }
 
-  /** Starts within the last windowMs (for tests and metrics). */
-  recentStarts(): number[] {
-    return [...this.started];
+  /** Calls that still count (for tests and metrics). */
+  counting(): number {
+    const now = this.now();
+    return this.calls.filter((c) => c.end === null || c.end > now - this.windowMs).length;
   }
 }
 
@@ -83,4 +99,14 @@ export function gateFor(ctx: AppContext, accountId: string): RateGate {
     gates.set(accountId, gate);
   }
   return gate;
+}
+
+/** Runs one TikTok call of the account in a rate slot (reserved now unless given). */
+export async function paced<T>(gate: RateGate, fn: () => Promise<T>, slot = gate.reserve()): Promise<T> {
+  const release = await gate.fire(slot);
+  try {
+    return await fn();
+  } finally {
+    release();
+  }
 }

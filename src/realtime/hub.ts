@@ -33,6 +33,8 @@ export function formatEvent(e: EventRow): string {
 
 export class SseHub {
   private readonly clients = new Set<SseClient>();
+  /** Every open stream response, including ones still replaying: close() ends them all. */
+  private readonly open = new Set<ServerResponse>();
   /** Highest seq read from the table; -1 until the first client starts the reader. */
   private readMax = -1;
   private readonly gaps = new Map<number, number>(); // seq -> first noticed (ms)
@@ -53,6 +55,14 @@ export class SseHub {
 
   get size(): number { return this.clients.size; }
 
+  /** Registers an open stream so close() ends it; returns false when the hub is already closed. */
+  track(res: ServerResponse): boolean {
+    if (this.closed) return false;
+    this.open.add(res);
+    res.on('close', () => this.open.delete(res));
+    return true;
+  }
+
   /**
    * Registers a client: replays every event after `afterSeq` (null: from now), then switches it
    * to live fan-out without a gap or a duplicate.
@@ -60,6 +70,7 @@ export class SseHub {
   async add(client: Omit<SseClient, 'pos' | 'live'>, afterSeq: number | null): Promise<SseClient | null> {
     if (this.closed) return null;
     if (this.readMax < 0) await this.startReader();
+    if (this.closed || client.res.destroyed || client.res.writableEnded) return null;
     const c: SseClient = { ...client, pos: afterSeq ?? this.readMax, live: false };
     this.clients.add(c);
     try {
@@ -94,10 +105,11 @@ export class SseHub {
     this.unsubscribe();
     clearInterval(this.heartbeat);
     if (this.gapTimer) clearTimeout(this.gapTimer);
-    for (const c of this.clients) {
-      c.res.end();
-      c.res.socket?.destroySoon(); // an SSE connection is not reused: do not let it hold the server's close
+    for (const res of new Set([...this.open, ...[...this.clients].map((c) => c.res)])) {
+      res.end();
+      res.socket?.destroySoon(); // an SSE connection is not reused: do not let it hold the server's close
     }
+    this.open.clear();
     this.clients.clear();
   }
 

@@ -55,6 +55,7 @@ export function streamRoutes(ctx: AppContext): FastifyPluginAsync {
       });
       res.socket?.setNoDelay(true);
       res.write('retry: 3000\n: connected\n\n');
+      if (!hub.track(res)) { res.end(); return; }
       let client: Awaited<ReturnType<SseHub['add']>> = null;
       let gone = false;
       res.on('close', () => { gone = true; if (client) hub.remove(client); });

@@ -1,4 +1,6 @@
 import { createServer } from 'node:http';
+import { lookup } from 'node:dns/promises';
+import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { checkWebhookUrl, guardedLookup, isPublicAddress } from './ssrf.js';
@@ -56,6 +58,21 @@ describe('connect-time guard', () => {
   it('guardedLookup refuses names resolving to loopback', async () => {
     const err = await new Promise<Error | null>((resolve) => guardedLookup('localhost', { all: true }, (e) => resolve(e)));
     expect(err?.message).toMatch(/refused/);
+  });
+
+  it('guardedLookup refuses a name that resolves to a private address (this host\'s own name)', async () => {
+    const name = hostname();
+    const addrs = await lookup(name, { all: true }).catch(() => []);
+    if (!addrs.length || addrs.some((a) => isPublicAddress(a.address))) return; // depends on the machine's resolver
+    for (const options of [{ all: true }, { family: 0 }]) {
+      const err = await new Promise<Error | null>((resolve) => guardedLookup(name, options, (e) => resolve(e)));
+      expect(err?.message).toMatch(/resolves to a private/);
+    }
+    const poster = new HttpPoster();
+    const r = await poster.post(`http://${name}:9/`, '{}', {}, { timeoutMs: 2000, allowPrivate: false });
+    poster.close();
+    expect(r.status).toBeNull();
+    expect(r.error).toMatch(/resolves to a private/);
   });
 
   it('HttpPoster refuses private destinations unless allowed', async () => {

@@ -13,9 +13,12 @@ import { signatureHeaders, signingKey } from './signing.js';
  *
  * - Wakes at once on `bus 'deliveries'` (new events, retries, recoveries), on a timer for retries it
  *   scheduled itself, and on a poll tick (retries scheduled by other processes, crash recovery).
- * - Claims flip `pending` rows to `delivering` with a lease (`locked_until`); Postgres claims with
- *   FOR UPDATE SKIP LOCKED so several processes share the table. Leases that expire (a crashed
+ * - Postgres: claims flip `pending` rows to `delivering` with a lease (`locked_until`) under
+ *   FOR UPDATE SKIP LOCKED, so several processes share the table; leases that expire (a crashed
  *   process) are put back to `pending` on the poll tick.
+ * - SQLite has exactly one serving process, so a claim is only remembered in memory (`held`): the
+ *   row stays `pending` while in flight and the claim costs no write (no fsync). A crash loses
+ *   nothing: the row is still `pending` and is delivered again after restart (at least once).
  * - Isolation: at most `deliveryConcurrency` requests in flight, at most `deliveryPerEndpoint` per
  *   endpoint (per process): endpoints at their cap are left out of the claim, so a hanging
  *   endpoint holds only its own slots.
@@ -48,6 +51,8 @@ const CLAIM_MAX = 500;
 const STOP_GRACE_MS = 2_000;
 const LEASE_SWEEP_EVERY_MS = 2_000;
 const FLUSH_RETRY_MS = 500;
+/** Outcomes finishing within this window share one transaction (one fsync). */
+const FLUSH_DELAY_MS = 10;
 
 export function startDeliveryWorker(ctx: AppContext): DeliveryWorker {
   const worker = new Worker(ctx);
@@ -61,6 +66,10 @@ class Worker {
   private readonly poster = new HttpPoster();
   private readonly keys = new Map<string, KeyObject>();
   private readonly perEndpoint = new Map<string, number>();
+  /** Deliveries claimed by this process whose outcome is not yet recorded. */
+  private readonly held = new Set<string>();
+  /** The status a claimed row has in the table while in flight. */
+  private readonly inFlightStatus: 'delivering' | 'pending';
   private readonly active = new Map<string, { controller: AbortController; done: Promise<void> }>();
   private inflight = 0;
   private stopped = false;
@@ -80,6 +89,7 @@ class Worker {
   constructor(private readonly ctx: AppContext) {
     this.db = ctx.database.db;
     this.pg = ctx.database.dialect === 'postgres';
+    this.inFlightStatus = this.pg ? 'delivering' : 'pending';
   }
 
   start(): void {
@@ -104,7 +114,7 @@ class Worker {
 
   /** Puts deliveries whose lease expired (their process died mid-request) back in the queue. */
   private async sweepLeases(now: number): Promise<void> {
-    const mine = [...this.active.keys()];
+    const mine = [...this.held];
     try {
       let q = this.db.updateTable('deliveries')
         .set({ status: 'pending', locked_until: null, next_attempt_at: now, updated_at: now })
@@ -114,6 +124,12 @@ class Worker {
     } catch (err) {
       this.ctx.log.warn({ err }, 'delivery lease sweep failed');
     }
+  }
+
+  private kickTimer: NodeJS.Timeout | null = null;
+  private kickSoon(): void {
+    if (this.kickTimer || this.stopped) return;
+    this.kickTimer = setTimeout(() => { this.kickTimer = null; this.kick(); }, 1);
   }
 
   /** Asks for a claim round; coalesces while one runs. */
@@ -146,15 +162,16 @@ class Worker {
       if (free <= 0) return;
       const saturated = [...this.perEndpoint].filter(([, n]) => n >= deliveryPerEndpoint).map(([id]) => id);
       const limit = Math.min(free, CLAIM_MAX);
-      const { claimed, skipped, fetched } = await this.claim(limit, saturated);
+      const { claimed, fetched } = await this.claim(limit, saturated);
       for (const row of claimed) this.launch(row);
       if (!claimed.length) return;
-      if (fetched < limit && !skipped) return; // drained
+      // Saw every due row: what was skipped waits for its endpoint's slot (launch kicks then).
+      if (fetched < limit) return;
     }
     this.dirty = true;
   }
 
-  private async claim(limit: number, saturated: string[]): Promise<{ claimed: Claimed[]; skipped: boolean; fetched: number }> {
+  private async claim(limit: number, saturated: string[]): Promise<{ claimed: Claimed[]; fetched: number }> {
     const now = this.ctx.clock();
     const cap = this.ctx.config.deliveryPerEndpoint;
     const lockedUntil = now + this.ctx.config.deliveryTimeoutMs + LEASE_MARGIN_MS;
@@ -180,17 +197,18 @@ class Worker {
         .limit(limit);
       if (saturated.length) q = q.where('d.endpoint_id', 'not in', saturated);
       if (this.pg) q = q.forUpdate('d').skipLocked();
+      else if (this.held.size) q = q.where('d.id', 'not in', [...this.held]);
       const candidates = await q.execute();
       const taken = new Map<string, number>();
       const chosen: typeof candidates = [];
-      let skipped = false;
       for (const c of candidates) {
         const used = (this.perEndpoint.get(c.endpoint_id) ?? 0) + (taken.get(c.endpoint_id) ?? 0);
-        if (used >= cap) { skipped = true; continue; }
+        if (used >= cap) continue; // the endpoint's cap: left for when one of its slots frees
         taken.set(c.endpoint_id, (taken.get(c.endpoint_id) ?? 0) + 1);
         chosen.push(c);
       }
-      if (!chosen.length) return { rows: [] as typeof candidates, skipped, fetched: candidates.length };
+      if (!chosen.length) return { rows: [] as typeof candidates, fetched: candidates.length };
+      if (!this.pg) return { rows: chosen, fetched: candidates.length };
       const updated = await db.updateTable('deliveries')
         .set({ status: 'delivering', locked_until: lockedUntil, updated_at: now })
         .where('id', 'in', chosen.map((c) => c.id))
@@ -198,10 +216,11 @@ class Worker {
         .returning('id')
         .execute();
       const ok = new Set(updated.map((u) => u.id));
-      return { rows: chosen.filter((c) => ok.has(c.id)), skipped, fetched: candidates.length };
+      return { rows: chosen.filter((c) => ok.has(c.id)), fetched: candidates.length };
     };
-    const { rows, skipped, fetched } = this.pg ? await this.db.transaction().execute((tx) => run(tx)) : await run(this.db);
-    if (!rows.length) return { claimed: [], skipped, fetched };
+    const { rows, fetched } = this.pg ? await this.db.transaction().execute((tx) => run(tx)) : await run(this.db);
+    if (!rows.length) return { claimed: [], fetched };
+    for (const r of rows) this.held.add(r.id);
     const eventIds = [...new Set(rows.map((r) => r.event_id))];
     const payloads = new Map<string, string>();
     for (let i = 0; i < eventIds.length; i += 500) {
@@ -216,10 +235,11 @@ class Worker {
       else claimed.push({ ...r, payload });
     }
     if (orphans.length) {
+      for (const id of orphans) this.held.delete(id);
       await this.db.updateTable('deliveries').set({ status: 'failed', locked_until: null, last_error: 'event no longer exists', updated_at: now })
         .where('id', 'in', orphans).execute();
     }
-    return { claimed, skipped, fetched };
+    return { claimed, fetched };
   }
 
   private keyFor(secretEnc: string): KeyObject {
@@ -242,8 +262,8 @@ class Worker {
       this.inflight--;
       if (before <= 1) this.perEndpoint.delete(row.endpoint_id); else this.perEndpoint.set(row.endpoint_id, before - 1);
       this.active.delete(row.id);
-      // A slot freed where the claim had to leave work behind: claim again now.
-      if (globalFull || before >= this.ctx.config.deliveryPerEndpoint) this.kick();
+      // A slot freed where the claim had to leave work behind: claim again (slots freed together share one claim).
+      if (globalFull || before >= this.ctx.config.deliveryPerEndpoint) this.kickSoon();
     });
     this.active.set(row.id, { controller, done });
   }
@@ -267,10 +287,10 @@ class Worker {
       const outcome = decide(this.ctx.config.deliverySchedule, row.attempts + 1, result.status, result.headers['retry-after'], this.ctx.clock());
       this.completions.push({ row, attemptedAt, result, outcome });
     }
-    this.scheduleFlush();
+    this.scheduleFlush(FLUSH_DELAY_MS);
   }
 
-  /** Outcomes are written together: whatever finished by the next turn of the event loop shares a transaction. */
+  /** Outcomes are written together: whatever finishes within FLUSH_DELAY_MS shares one transaction. */
   private scheduleFlush(delayMs = 0): void {
     if (this.flushing || this.flushScheduled) return;
     this.flushScheduled = true;
@@ -322,7 +342,7 @@ class Worker {
           for (let i = 0; i < ids.length; i += 500) {
             await tx.updateTable('deliveries')
               .set({ status: 'succeeded', attempts, locked_until: null, last_status_code: code, last_error: null, updated_at: now })
-              .where('id', 'in', ids.slice(i, i + 500)).where('status', '=', 'delivering').execute();
+              .where('id', 'in', ids.slice(i, i + 500)).where('status', '=', this.inFlightStatus).execute();
           }
         }
         for (const c of batch) {
@@ -337,14 +357,14 @@ class Worker {
             last_status_code: c.result.status,
             last_error: error.slice(0, 500),
             updated_at: now,
-          }).where('id', '=', c.row.id).where('status', '=', 'delivering').execute();
+          }).where('id', '=', c.row.id).where('status', '=', this.inFlightStatus).execute();
           if (o.kind === 'failed' && o.disableEndpoint) {
             await tx.updateTable('webhook_endpoints')
               .set({ enabled: 0, disabled_reason: `the endpoint answered 410 Gone on ${new Date(c.attemptedAt).toISOString()}`, updated_at: now })
               .where('id', '=', c.row.endpoint_id).execute();
           }
         }
-        if (releases.length) {
+        if (releases.length && this.pg) {
           await tx.updateTable('deliveries').set({ status: 'pending', locked_until: null, next_attempt_at: now, updated_at: now })
             .where('id', 'in', releases).where('status', '=', 'delivering').execute();
         }
@@ -358,9 +378,11 @@ class Worker {
       this.flushFailed = true;
       return;
     }
+    for (const c of batch) this.held.delete(c.row.id);
+    for (const id of releases) this.held.delete(id);
     let wake = false;
     for (const c of batch) {
-      if (c.outcome.kind === 'retry') this.wakeAt_(c.outcome.at);
+      if (c.outcome.kind === 'retry') this.scheduleWake(c.outcome.at);
       if (c.row.ordered) wake = true; // the next event of that conversation may go now
       if (c.outcome.kind === 'failed' && c.outcome.disableEndpoint) this.ctx.bus.notify('endpoints');
     }
@@ -369,7 +391,7 @@ class Worker {
   }
 
   /** Wakes the claim loop when a retry this process scheduled falls due. */
-  private wakeAt_(at: number): void {
+  private scheduleWake(at: number): void {
     if (this.stopped || at >= this.wakeAt) return;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.wakeAt = at;
@@ -377,7 +399,7 @@ class Worker {
       this.wakeTimer = null;
       this.wakeAt = Infinity;
       this.kick();
-    }, Math.max(0, at - this.ctx.clock()) + 1);
+    }, Math.min(Math.max(0, at - this.ctx.clock()) + 1, 3_600_000));
     this.wakeTimer.unref();
   }
 
@@ -387,6 +409,7 @@ class Worker {
     this.unsubscribe?.();
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    if (this.kickTimer) clearTimeout(this.kickTimer);
     await this.filling?.catch(() => undefined);
     const pending = () => [...this.active.values()].map((a) => a.done);
     if (this.active.size) {

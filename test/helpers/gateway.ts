@@ -41,6 +41,8 @@ export interface TestGateway {
 export interface TestGatewayOptions {
   env?: Env;
   emulator?: Partial<EmulatorOptions>;
+  /** The gateway's clock (epoch ms); pass the same one as `emulator.clock` to move both through time. */
+  clock?: () => number;
   /** Keep the storage (a restart test reuses it). */
   storage?: TestStorage;
 }
@@ -58,7 +60,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
     DMGATE_DELIVERY_SCHEDULE: '0,0.2,0.4,0.8', DMGATE_POLL_INTERVAL_MS: '100', DMGATE_SEND_RETRY_SCHEDULE: '0.1,0.2,0.4,0.8',
     ...opts.env,
   };
-  let server = await serve(loadConfig(env), { logDestination: logs });
+  let server = await serve(loadConfig(env), { logDestination: logs, clock: opts.clock });
   const { key } = await createApiKey(server.ctx.database, 'test');
 
   const register = () => registerTiktokWebhook(server.ctx.config, `${server.url}/webhooks/tiktok`);
@@ -113,7 +115,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
     },
     async restart() {
       await server.close();
-      server = await serve(loadConfig({ ...env, DMGATE_PORT: String(new URL(server.url).port) }), { logDestination: logs });
+      server = await serve(loadConfig({ ...env, DMGATE_PORT: String(new URL(server.url).port) }), { logDestination: logs, clock: opts.clock });
     },
     async close() {
       await server.close();

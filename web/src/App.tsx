@@ -38,9 +38,10 @@ export function App() {
     }
   }, [session, path]);
 
+  const signedOut = useCallback(() => adopt(null), [adopt]);
   if (session === undefined) return <div className="boot" aria-busy="true" aria-label="Loading" />;
   if (session === null) return <><Login onSignedIn={adopt} /><Toasts /></>;
-  return <SignedIn session={session} onSignedOut={() => adopt(null)} />;
+  return <SignedIn session={session} onSignedOut={signedOut} />;
 }
 
 function SignedIn({ session, onSignedOut }: { session: Session; onSignedOut(): void }) {

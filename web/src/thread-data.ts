@@ -44,12 +44,20 @@ export function useThreadMessages(conversationId: string) {
   const refreshTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
   const alive = useRef(true);
 
+  const current = useRef(byId);
+  current.current = byId;
+
+  /**
+   * Adds or updates messages. The newest page that shares nothing with what is shown (more than a
+   * page arrived while away) replaces it, with its own cursor: the thread never shows a gap.
+   */
   const merge = useCallback((rows: Message[], replaceIfDisjoint: boolean, cursor?: string | null) => {
-    setById((prev) => {
-      const disjoint = replaceIfDisjoint && prev.size > 0 && !rows.some((r) => prev.has(r.id));
-      const next = disjoint ? new Map<string, Message>() : new Map(prev);
+    const prev = current.current;
+    const disjoint = replaceIfDisjoint && prev.size > 0 && rows.length > 0 && !rows.some((r) => prev.has(r.id));
+    if (disjoint && cursor !== undefined) setOlderCursor(cursor);
+    setById((p) => {
+      const next = disjoint ? new Map<string, Message>() : new Map(p);
       for (const r of rows) next.set(r.id, r);
-      if (disjoint && cursor !== undefined) setOlderCursor(cursor);
       return next;
     });
   }, []);
@@ -142,8 +150,13 @@ export function useThreadMessages(conversationId: string) {
       return msg;
     } catch (err) {
       const apiErr = err instanceof ApiError ? err : new ApiError(0, 'network_error', String(err));
+      // Refused (a policy error, a bad request): the reply goes back to the composer with the reason.
+      // Not reached or not accepted for now (network, 5xx, 429): it stays here, marked, with a retry.
+      const refused = apiErr.status >= 400 && apiErr.status < 500 && apiErr.status !== 429;
       if (alive.current) {
-        setLocals((prev) => prev.map((m) => (m.id === tempId ? { ...m, status: 'failed', local: { ...m.local, state: 'refused', error: apiErr } } : m)));
+        setLocals((prev) => refused
+          ? prev.filter((m) => m.id !== tempId)
+          : prev.map((m) => (m.id === tempId ? { ...m, status: 'failed', local: { ...m.local, state: 'refused', error: apiErr } } : m)));
       }
       // A refusal means the window changed under us: show the server's view.
       if (apiErr.status === 422) conversations.refresh(conversationId, 0);

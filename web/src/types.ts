@@ -104,8 +104,35 @@ export interface Account {
   scopes: string[];
   token_expires_at: string | null;
   refresh_token_expires_at: string | null;
-  backfill: Record<string, unknown> | null;
+  backfill: Backfill | null;
   created_at: string;
+}
+
+export interface Backfill {
+  status: 'queued' | 'running' | 'done' | 'failed';
+  days: number;
+  conversations_done: number;
+  conversations_total: number | null;
+  messages: number;
+  requested_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  error: string | null;
+}
+
+/** GET /v1/accounts/{id}/health: a live check at TikTok. */
+export interface AccountHealth {
+  account_id: string;
+  status: Account['status'];
+  status_reason: string | null;
+  healthy: boolean;
+  fix: string | null;
+  checked_at: string;
+  token: { expires_at: string | null; expires_in_s: number | null; refresh_token_expires_at: string | null; refresh_token_expires_in_s: number | null };
+  tiktok: { ok: boolean | null; scopes: string[]; missing_scopes: string[]; error: string | null; provider_code: number | null };
+  webhook: { ok: boolean | null; callback_url: string | null; expected: string; error: string | null };
+  backfill: Backfill | null;
+  waiting: { held_replies: number; queued_replies: number; held_webhooks: number };
 }
 
 export interface WebhookEndpoint {

@@ -6,6 +6,9 @@ export interface TokenSet {
   scopes: string[];
   expiresAtMs: number;
   refreshExpiresAtMs: number;
+  /** Lifetimes as TikTok gave them (expires_in, refresh_token_expires_in): callers with their own clock add them to it. */
+  expiresInMs: number;
+  refreshExpiresInMs: number;
   openId: string;
 }
 
@@ -82,6 +85,8 @@ export class TiktokClient {
       scopes: String(d.scope ?? '').split(/[,\s]+/).filter(Boolean),
       expiresAtMs: now + Number(d.expires_in) * 1000,
       refreshExpiresAtMs: now + Number(d.refresh_token_expires_in) * 1000,
+      expiresInMs: Number(d.expires_in) * 1000,
+      refreshExpiresInMs: Number(d.refresh_token_expires_in) * 1000,
       openId: d.open_id,
     };
   }
@@ -102,6 +107,14 @@ export class TiktokClient {
 
   async revoke(accessToken: string): Promise<void> {
     await this.call('POST', 'tt_user/oauth2/revoke/', { json: { client_id: this.opts.appId, client_secret: this.opts.appSecret, access_token: accessToken } });
+  }
+
+  /** What TikTok knows about an access token (no secret; `app_id` names the app). Throws 40102/40105 when it no longer works. */
+  async tokenInfo(accessToken: string): Promise<{ appId: string; scopes: string[]; creatorId: string | null }> {
+    const d = await this.call<{ app_id?: string; scope?: string; creator_id?: string }>('POST', 'tt_user/token_info/get/', {
+      json: { app_id: this.opts.appId, access_token: accessToken },
+    });
+    return { appId: d.app_id ?? this.opts.appId, scopes: String(d.scope ?? '').split(/[,\s]+/).filter(Boolean), creatorId: d.creator_id ?? null };
   }
 
   async getBusiness(token: string, businessId: string): Promise<{ username?: string; display_name?: string; profile_image?: string; region?: string }> {

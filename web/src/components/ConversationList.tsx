@@ -9,6 +9,7 @@ import { cls, contactName, hue, initials } from '../util';
 
 export const ROW_HEIGHT = 76;
 const OVERSCAN = 8;
+const STEP = 4;
 
 interface Props {
   rows: Conversation[];
@@ -28,7 +29,8 @@ interface Props {
 export function ConversationList(p: Props) {
   const { rows, filters, onFilters } = p;
   const scrollRef = useRef<HTMLDivElement>(null);
-  const [scrollTop, setScrollTop] = useState(0);
+  // The first row in view, in steps of 4 rows: scrolling within a step renders nothing new.
+  const [firstRow, setFirstRow] = useState(0);
   const [height, setHeight] = useState(800);
   const now = useNow();
 
@@ -54,8 +56,8 @@ export function ConversationList(p: Props) {
   // Back to the top when the filter changes.
   useEffect(() => { if (scrollRef.current) scrollRef.current.scrollTop = 0; }, [filters.view, filters.status, filters.account, filters.q]);
 
-  const start = Math.max(0, Math.floor(scrollTop / ROW_HEIGHT) - OVERSCAN);
-  const end = Math.min(rows.length, Math.ceil((scrollTop + height) / ROW_HEIGHT) + OVERSCAN);
+  const start = Math.max(0, firstRow - OVERSCAN);
+  const end = Math.min(rows.length, firstRow + Math.ceil(height / ROW_HEIGHT) + STEP + OVERSCAN);
   const visible = rows.slice(start, end);
   const loadingOpen = filters.status === 'open' && p.load.open === 'loading';
   const resolvedMore = filters.status === 'resolved' && (p.load.resolved === 'more' || p.load.resolved === 'loading' || p.load.resolved === 'error');
@@ -67,7 +69,7 @@ export function ConversationList(p: Props) {
         <div className="segmented" role="group" aria-label="Show">
           {views.map(([v, label]) => (
             <button key={v} type="button" aria-pressed={filters.view === v} onClick={() => onFilters({ ...filters, view: v })}>
-              {label} <span className="count">{p.counts[v]}</span>
+              {label} <span className="count" aria-label={`${p.counts[v]} conversations`}>{p.counts[v] >= 10_000 ? `${Math.floor(p.counts[v] / 1000)}k` : p.counts[v]}</span>
             </button>
           ))}
         </div>
@@ -95,7 +97,7 @@ export function ConversationList(p: Props) {
         {loadingOpen && rows.length === 0 ? 'Loading conversations…'
           : `${rows.length.toLocaleString()} ${filters.status} conversation${rows.length === 1 ? '' : 's'}${filters.status === 'open' ? ', most urgent first' : ''}${p.searching ? ' · searching…' : ''}`}
       </p>
-      <div className="list-scroll" ref={scrollRef} onScroll={(e) => setScrollTop(e.currentTarget.scrollTop)} data-testid="conversation-list">
+      <div className="list-scroll" ref={scrollRef} onScroll={(e) => setFirstRow(Math.floor(e.currentTarget.scrollTop / ROW_HEIGHT / STEP) * STEP)} data-testid="conversation-list">
         {rows.length === 0 && !loadingOpen && (
           <p className="empty">{filters.q ? 'No contact matches your search.' : filters.view === 'mine' ? 'Nothing assigned to you.' : filters.status === 'open' ? 'No open conversations. New DMs appear here at once.' : 'No resolved conversations loaded.'}</p>
         )}

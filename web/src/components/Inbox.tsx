@@ -90,6 +90,7 @@ export function Inbox() {
   const slaMs = session.inbox.response_sla_hours * 3600_000;
   return (
     <div className={cls('inbox', selectedId && 'has-thread', selectedId && contactOpen && 'contact-open')}>
+      <h1 className="sr-only">Inbox</h1>
       <ConversationList rows={rows} counts={counts} selectedId={selectedId} filters={filters} onFilters={setFilters} slaMs={slaMs}
         load={load} onLoadMore={() => void loadMoreResolved()} accountList={accountList} searching={searching} searchRef={searchRef} />
       {selectedId

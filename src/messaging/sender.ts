@@ -1,0 +1,620 @@
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { sql } from 'kysely';
+import type { AppContext } from '../context.js';
+import { ApiError } from '../core/errors.js';
+import { parseJson, type Tx } from '../db/database.js';
+import { releaseLease, tryAcquireLease } from '../db/leases.js';
+import type { ContactSummary, EventInput } from '../events/types.js';
+import { accessToken, AccountUnavailable } from '../accounts/tokens.js';
+import { setAccountStatus } from '../accounts/store.js';
+import { classifyTiktokError, TiktokApiError, TiktokNetworkError } from '../providers/tiktok/errors.js';
+import type { SendBody } from '../providers/tiktok/api-client.js';
+import { tiktokClient } from '../providers/tiktok/provider.js';
+import type { Worker } from '../runtime.js';
+import { Committer } from './committer.js';
+import { templateAsText, type Template } from './content.js';
+import { isPending, preview, statusEvent } from './queue.js';
+import { gateFor } from './rate-gate.js';
+import { iso, messageView, type MessageRow } from './views.js';
+import { WINDOW_POLICIES, windowAt } from './window.js';
+
+/**
+ * The sender: turns `queued` replies into TikTok sends.
+ *
+ * - Durable queue: the `messages` rows themselves (status, next_attempt_at). Memory only caches
+ *   what the database says; a restart loses nothing.
+ * - One lane per account. A lane paces every TikTok messaging call of its account through the
+ *   account's RateGate (tiktokQps, sliding window), claims a reply just before its slot, and keeps
+ *   at most one reply in flight per conversation: only the oldest pending reply of a conversation
+ *   (its head) can be claimed, so a reply waiting for a retry holds back the ones after it.
+ * - Lanes are independent (each has its own rate and its own loop), so a busy account never
+ *   starves another; the database work of all lanes is group-committed (Committer).
+ * - On PostgreSQL an account is leased to one process at a time (leases table), which keeps the
+ *   per-account rate true across a fleet. SQLite runs a single process.
+ * - Wakes on bus 'outbound' (the accept path names the account: no poll delay), on its own retry
+ *   timers, and polls every pollIntervalMs for retries scheduled elsewhere and crash leftovers.
+ *
+ * Outcomes: sent (TikTok's message id and the send time; one `message.sent`), retried with backoff
+ * (network, 5xxxx, 51065, 40100) while the window is open, failed with {code, message,
+ * provider_code} (its quota given back), or held when the account needs reauthorization. Every
+ * status change is one `message.status` event, in the same transaction as the change.
+ */
+export function startSender(ctx: AppContext): Worker {
+  const sender = new Sender(ctx);
+  sender.start();
+  return { stop: () => sender.stop() };
+}
+
+const LEASE_MS = 30_000;
+/** Claim a reply this long before its rate slot, so the claim's commit is done when the slot comes. */
+const CLAIM_LEAD_MS = 40;
+const MAX_INFLIGHT_PER_ACCOUNT = 16;
+const FETCH_LIMIT = 32;
+const TOKEN_CACHE_MS = 30_000;
+/** A `sending` row untouched this long belongs to a process that died mid-send. */
+const STALE_SENDING_MS = 120_000;
+const SWEEP_EVERY_MS = 10_000;
+const LANE_IDLE_MS = 60_000;
+
+export interface Candidate {
+  id: string;
+  conversation_id: string;
+  account_id: string;
+  type: string;
+  text: string | null;
+  media: string | null;
+  extra: string | null;
+  reply_to: string | null;
+  attempts: number;
+  source: MessageRow['source'];
+  sent_by: string | null;
+  counted_in_window: number;
+  created_at: number;
+  idempotency_key: string | null;
+  conv_external_id: string;
+  last_inbound_at: number | null;
+  last_outbound_at: number | null;
+  contact_id: string;
+  contact_external_id: string;
+  contact_username: string | null;
+  contact_display_name: string | null;
+  contact_is_follower: number;
+}
+
+interface AccountInfo { id: string; provider: string; external_id: string; status: string }
+
+interface SendError { code: string; message: string; provider_code: number | null }
+
+const contactOf = (c: Candidate): ContactSummary => ({
+  id: c.contact_id, username: c.contact_username, display_name: c.contact_display_name, is_follower: Boolean(c.contact_is_follower),
+});
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
+
+class Signal {
+  private waiters: (() => void)[] = [];
+  wait(timeoutMs = 1000): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, timeoutMs);
+      const w = () => { clearTimeout(t); resolve(); };
+      function done() { resolve(); }
+      this.waiters.push(w);
+    });
+  }
+  notify(): void {
+    const list = this.waiters;
+    this.waiters = [];
+    for (const w of list) w();
+  }
+}
+
+export class Sender {
+  readonly owner = `sender:${process.pid}:${randomBytes(4).toString('hex')}`;
+  readonly committer: Committer;
+  readonly pg: boolean;
+  private readonly lanes = new Map<string, Lane>();
+  stopped = false;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private discovering: Promise<void> | null = null;
+  private rediscover = false;
+  private lastSweep = 0;
+  private readonly offs: (() => void)[] = [];
+
+  constructor(readonly ctx: AppContext) {
+    this.committer = new Committer(ctx);
+    this.pg = ctx.database.dialect === 'postgres';
+  }
+
+  start(): void {
+    this.offs.push(this.ctx.bus.on('outbound', (accountId) => {
+      if (accountId) this.lane(accountId).poke();
+      else this.discover();
+    }));
+    this.offs.push(this.ctx.bus.on('accounts', () => {
+      for (const lane of this.lanes.values()) lane.forgetToken();
+      this.discover();
+    }));
+    this.pollTimer = setInterval(() => this.discover(), this.ctx.config.pollIntervalMs);
+    this.pollTimer.unref();
+    setImmediate(() => this.discover());
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const off of this.offs) off();
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    await this.discovering;
+    await Promise.all([...this.lanes.values()].map((l) => l.stop()));
+    await this.committer.idle();
+    if (this.pg) await Promise.all([...this.lanes.keys()].map((id) => releaseLease(this.ctx.database, leaseName(id), this.owner).catch(() => undefined)));
+  }
+
+  lane(accountId: string): Lane {
+    let lane = this.lanes.get(accountId);
+    if (!lane) this.lanes.set(accountId, lane = new Lane(this, accountId));
+    return lane;
+  }
+
+  dropLane(lane: Lane): void {
+    if (this.lanes.get(lane.accountId) === lane) this.lanes.delete(lane.accountId);
+  }
+
+  /** Finds accounts with due replies (retries scheduled by others, restarts) and recovers crash leftovers. */
+  discover(): void {
+    if (this.stopped) return;
+    if (this.discovering) { this.rediscover = true; return; }
+    this.discovering = (async () => {
+      const now = this.ctx.clock();
+      const rows = await this.ctx.database.db.selectFrom('messages').select('account_id')
+        .where('status', '=', 'queued').where('next_attempt_at', '<=', now).groupBy('account_id').execute();
+      for (const r of rows) this.lane(r.account_id).poke();
+      if (Date.now() - this.lastSweep > SWEEP_EVERY_MS) {
+        this.lastSweep = Date.now();
+        await this.recoverStale();
+        for (const lane of [...this.lanes.values()]) lane.reapIfIdle();
+      }
+    })().catch((err) => this.ctx.log.error({ err }, 'sender: discovery failed')).finally(() => {
+      this.discovering = null;
+      if (this.rediscover) { this.rediscover = false; this.discover(); }
+    });
+  }
+
+  /**
+   * A reply left `sending` by a process that died mid-call: whether TikTok got it is unknown. It is
+   * queued again (at-least-once); its conversation stays blocked until then, so order holds.
+   */
+  private async recoverStale(): Promise<void> {
+    const now = this.ctx.clock();
+    const mine = [...this.lanes.values()].flatMap((l) => l.inflightIds());
+    let q = this.ctx.database.db.selectFrom('messages').select('id').where('status', '=', 'sending').where('updated_at', '<', now - STALE_SENDING_MS);
+    if (mine.length) q = q.where('id', 'not in', mine);
+    const stale = await q.limit(500).execute();
+    if (!stale.length) return;
+    await this.committer.run(async (tx, events) => {
+      const rows = await candidates(tx).where('m.id', 'in', stale.map((s) => s.id)).where('m.status', '=', 'sending').execute();
+      for (const c of rows) {
+        await tx.updateTable('messages').set({ status: 'queued', next_attempt_at: now, updated_at: now }).where('id', '=', c.id).where('status', '=', 'sending').execute();
+        events.push(statusEvent({
+          accountId: c.account_id, provider: 'tiktok', conversationId: c.conversation_id, contact: contactOf(c), messageId: c.id, providerMessageId: null,
+          status: 'queued', error: { code: 'send_interrupted', message: 'the process sending this reply stopped before TikTok answered; it will be sent again', provider_code: null },
+        }));
+      }
+    });
+    this.ctx.log.warn({ count: stale.length }, 'sender: re-queued replies left in sending by a stopped process');
+    this.discover();
+  }
+}
+
+const leaseName = (accountId: string) => `sender:${accountId}`;
+
+/** Pending replies with what sending them needs (conversation and contact). */
+function candidates(db: Tx | AppContext['database']['db']) {
+  return db.selectFrom('messages as m')
+    .innerJoin('conversations as c', 'c.id', 'm.conversation_id')
+    .innerJoin('contacts as ct', 'ct.id', 'c.contact_id')
+    .select([
+      'm.id', 'm.conversation_id', 'm.account_id', 'm.type', 'm.text', 'm.media', 'm.extra', 'm.reply_to', 'm.attempts', 'm.source', 'm.sent_by',
+      'm.counted_in_window', 'm.created_at', 'm.idempotency_key',
+      'c.external_id as conv_external_id', 'c.last_inbound_at', 'c.last_outbound_at', 'c.contact_id',
+      'ct.external_id as contact_external_id', 'ct.username as contact_username', 'ct.display_name as contact_display_name', 'ct.is_follower as contact_is_follower',
+    ]);
+}
+
+class Lane {
+  private readonly inflight = new Map<string, string>(); // conversation id → message id
+  private readonly tasks = new Set<Promise<void>>();
+  private buffer: Candidate[] = [];
+  private running: Promise<void> | null = null;
+  private dirty = false;
+  private readonly signal = new Signal();
+  private token: { value: string; at: number } | null = null;
+  private account: AccountInfo | null = null;
+  private leasedUntil = 0;
+  private wakeTimer: NodeJS.Timeout | null = null;
+  private wakeAt = Infinity;
+  private lastActive = Date.now();
+  private stopping = false;
+
+  constructor(private readonly sender: Sender, readonly accountId: string) {}
+
+  private get ctx(): AppContext { return this.sender.ctx; }
+
+  inflightIds(): string[] { return [...this.inflight.values()]; }
+
+  forgetToken(): void {
+    this.token = null;
+    this.account = null;
+  }
+
+  poke(): void {
+    if (this.sender.stopped || this.stopping) return;
+    this.lastActive = Date.now();
+    this.dirty = true;
+    this.signal.notify();
+    if (this.running) return;
+    this.running = this.run().catch((err) => this.ctx.log.error({ err, account_id: this.accountId }, 'sender: lane failed')).finally(() => {
+      this.running = null;
+      if (this.dirty && !this.sender.stopped && !this.stopping) this.poke();
+    });
+  }
+
+  reapIfIdle(): void {
+    if (this.running || this.inflight.size || this.wakeAt !== Infinity || Date.now() - this.lastActive < LANE_IDLE_MS) return;
+    this.sender.dropLane(this);
+    if (this.sender.pg && this.leasedUntil > 0) void releaseLease(this.ctx.database, leaseName(this.accountId), this.sender.owner).catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.signal.notify();
+    await this.running;
+    await Promise.all([...this.tasks]);
+  }
+
+  private wakeLater(atMs: number): void {
+    const delay = Math.max(0, atMs - this.ctx.clock());
+    const at = Date.now() + delay;
+    if (at >= this.wakeAt) return;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeAt = at;
+    this.wakeTimer = setTimeout(() => { this.wakeTimer = null; this.wakeAt = Infinity; this.poke(); }, delay + 5);
+    this.wakeTimer.unref();
+  }
+
+  private async holdLease(): Promise<boolean> {
+    if (!this.sender.pg) return true;
+    const now = Date.now();
+    if (this.leasedUntil - now > LEASE_MS / 2) return true;
+    const ok = await tryAcquireLease(this.ctx.database, leaseName(this.accountId), this.sender.owner, LEASE_MS, this.ctx.clock());
+    this.leasedUntil = ok ? now + LEASE_MS : 0;
+    return ok;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.sender.stopped && !this.stopping) {
+      if (!(await this.holdLease())) return; // another process sends for this account
+      if (this.inflight.size >= MAX_INFLIGHT_PER_ACCOUNT) { await this.signal.wait(); continue; }
+      let c = this.next();
+      if (!c) {
+        this.dirty = false;
+        const account = await this.loadAccount();
+        if (account.status !== 'active') { await this.holdAll(null, holdReason(account.status)); return; }
+        this.buffer = await this.fetch();
+        c = this.next();
+        if (!c) {
+          if (this.inflight.size > 0) { if (!this.dirty) await this.signal.wait(); continue; }
+          if (this.dirty) continue;
+          await this.scheduleNextDue();
+          return;
+        }
+      }
+      const gate = gateFor(this.ctx, this.accountId);
+      const slot = gate.reserve();
+      const lead = slot - performance.now() - CLAIM_LEAD_MS;
+      if (lead > 0) await sleep(lead);
+      const claimed = await this.claim(c);
+      if (!claimed) { gate.cancel(slot); continue; }
+      this.lastActive = Date.now();
+      this.inflight.set(c.conversation_id, c.id);
+      const task = this.execute(c, slot)
+        .catch((err) => this.ctx.log.error({ err, message_id: c!.id }, 'sender: recording the outcome failed; the reply stays sending until recovered'))
+        .finally(() => {
+          this.inflight.delete(c!.conversation_id);
+          this.tasks.delete(task);
+          this.signal.notify();
+        });
+      this.tasks.add(task);
+    }
+  }
+
+  private next(): Candidate | undefined {
+    while (this.buffer.length) {
+      const c = this.buffer.shift()!;
+      if (!this.inflight.has(c.conversation_id)) return c;
+    }
+    return undefined;
+  }
+
+  private async loadAccount(): Promise<AccountInfo> {
+    if (!this.account) {
+      const a = await this.ctx.database.db.selectFrom('accounts').select(['id', 'provider', 'external_id', 'status']).where('id', '=', this.accountId).executeTakeFirst();
+      this.account = a ?? { id: this.accountId, provider: 'tiktok', external_id: '', status: 'disconnected' };
+    }
+    return this.account;
+  }
+
+  /** The heads of this account's conversations that are due: the oldest pending reply of each. */
+  private async fetch(): Promise<Candidate[]> {
+    const now = this.ctx.clock();
+    const busy = [...this.inflight.keys()];
+    let q = candidates(this.ctx.database.db)
+      .where('m.account_id', '=', this.accountId).where(isPending('m')).where('m.status', '=', 'queued').where('m.next_attempt_at', '<=', now)
+      .where(({ not, exists, selectFrom }) => not(exists(
+        selectFrom('messages as p').select('p.id')
+          .whereRef('p.account_id', '=', 'm.account_id').whereRef('p.conversation_id', '=', 'm.conversation_id')
+          .where(isPending('p')).whereRef('p.id', '<', 'm.id'),
+      )));
+    if (busy.length) q = q.where('m.conversation_id', 'not in', busy);
+    return q.orderBy('m.id').limit(FETCH_LIMIT).execute();
+  }
+
+  /** Nothing due now: wake up for the earliest scheduled retry of an unblocked conversation. */
+  private async scheduleNextDue(): Promise<void> {
+    const row = await this.ctx.database.db.selectFrom('messages').select((eb) => eb.fn.min('next_attempt_at').as('at'))
+      .where('account_id', '=', this.accountId).where(isPending()).where('status', '=', 'queued').executeTakeFirst();
+    const at = row?.at === null || row?.at === undefined ? null : Number(row.at);
+    if (at !== null) this.wakeLater(at);
+  }
+
+  private claim(c: Candidate): Promise<boolean> {
+    const now = this.ctx.clock();
+    const attempts = c.attempts + 1;
+    return this.sender.committer.run(async (tx, events) => {
+      const res = await tx.updateTable('messages').set({ status: 'sending', attempts, updated_at: now })
+        .where('id', '=', c.id).where('status', '=', 'queued').executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) return false;
+      c.attempts = attempts;
+      events.push(this.status(c, 'sending', null));
+      return true;
+    });
+  }
+
+  private status(c: Candidate, status: string, providerMessageId: string | null, error: Record<string, unknown> | null = null, extra?: Record<string, unknown>): EventInput {
+    return statusEvent({
+      accountId: c.account_id, provider: this.account?.provider ?? 'tiktok', conversationId: c.conversation_id, contact: contactOf(c),
+      messageId: c.id, providerMessageId, status, error, extra: { attempts: c.attempts, ...(extra ?? {}) },
+    });
+  }
+
+  private async currentToken(): Promise<string> {
+    if (this.token && Date.now() - this.token.at < TOKEN_CACHE_MS) return this.token.value;
+    const value = await accessToken(this.ctx, this.accountId);
+    this.token = { value, at: Date.now() };
+    return value;
+  }
+
+  /** One TikTok call in its rate slot; a 40102 refreshes the token once and retries in a new slot. */
+  private async call<T>(slot: number, fn: (token: string) => Promise<T>): Promise<T> {
+    const gate = gateFor(this.ctx, this.accountId);
+    const token = await this.currentToken();
+    await gate.fire(slot);
+    try {
+      return await fn(token);
+    } catch (err) {
+      if (classifyTiktokError(err) !== 'refresh') throw err;
+      this.token = null;
+      const fresh = await accessToken(this.ctx, this.accountId, { rejected: token });
+      this.token = { value: fresh, at: Date.now() };
+      await gate.take();
+      return fn(fresh);
+    }
+  }
+
+  private async execute(c: Candidate, slot: number): Promise<void> {
+    const ctx = this.ctx;
+    const gate = gateFor(ctx, this.accountId);
+    const policy = WINDOW_POLICIES[ctx.config.tiktokWindowPolicy];
+    const w = windowAt(policy, { lastInboundAt: c.last_inbound_at, outboundSinceInbound: 0 }, ctx.clock());
+    if (!w.open) {
+      // Held or retried past the window's end: TikTok would refuse it (and count a violation).
+      gate.cancel(slot);
+      await this.fail(c, { code: 'window_closed', message: `the reply window closed at ${iso(w.expires_at)} before the reply could be sent`, provider_code: null });
+      return;
+    }
+    const account = await this.loadAccount();
+    const client = tiktokClient(ctx.config);
+    try {
+      let sendSlot = slot;
+      let mediaId: string | null = null;
+      if (c.type === 'image') {
+        const media = await ctx.database.db.selectFrom('media').select(['id', 'provider_media_id', 'data', 'content_type']).where('message_id', '=', c.id).executeTakeFirst();
+        if (!media) throw new TiktokApiError(40002, 'the image of this reply is missing', null, 'local');
+        mediaId = media.provider_media_id;
+        if (!mediaId) {
+          const bytes = Buffer.from(media.data!);
+          mediaId = await this.call(slot, (token) => client.uploadImage(token, account.external_id, bytes, media.content_type ?? 'image/jpeg'));
+          const uploaded = mediaId;
+          await ctx.database.db.updateTable('media').set({ provider_media_id: uploaded }).where('id', '=', media.id).execute();
+          sendSlot = gate.reserve();
+        }
+      }
+      const body = sendBody(c, mediaId);
+      const providerId = await this.call(sendSlot, (token) => client.send(token, account.external_id, c.conv_external_id, body));
+      await this.sent(c, providerId, ctx.clock());
+    } catch (err) {
+      await this.failed(c, err);
+    }
+  }
+
+  private sent(c: Candidate, providerId: string, ts: number): Promise<void> {
+    const now = this.ctx.clock();
+    return this.sender.committer.run(async (tx, events) => {
+      // The echo may have been recorded on its own if it outlived its deferral (apply.ts): adopt it.
+      const echo = await tx.selectFrom('messages').select(['id', 'counted_in_window']).where('account_id', '=', c.account_id)
+        .where('provider_message_id', '=', providerId).executeTakeFirst();
+      const echoSeen = Boolean(echo && echo.id !== c.id);
+      if (echo && echoSeen) {
+        await tx.deleteFrom('messages').where('id', '=', echo.id).execute();
+        await tx.deleteFrom('media').where('message_id', '=', echo.id).execute();
+      }
+      const conv = await tx.selectFrom('conversations').select(['customer_read_at']).where('id', '=', c.conversation_id).executeTakeFirstOrThrow();
+      const read = (conv.customer_read_at ?? 0) >= ts;
+      await tx.updateTable('messages').set({
+        status: read ? 'read' : 'sent', provider_message_id: providerId, provider_timestamp: ts, next_attempt_at: null, error: null, updated_at: now,
+      }).where('id', '=', c.id).execute();
+      // Expressions, not values read earlier: accepts and ingest update the same row concurrently (Postgres).
+      await tx.updateTable('conversations').set({
+        last_outbound_at: sql<number>`case when coalesce(last_outbound_at, 0) < ${ts} then ${ts} else last_outbound_at end`,
+        last_message_preview: sql<string>`case when coalesce(last_message_at, 0) <= ${ts} then ${preview(c.text, c.type)} else last_message_preview end`,
+        last_message_at: sql<number>`case when coalesce(last_message_at, 0) < ${ts} then ${ts} else last_message_at end`,
+        first_unanswered_at: sql<number | null>`case when coalesce(last_inbound_at, 0) <= ${ts} then null else first_unanswered_at end`,
+        // The echo recorded on its own counted once more: take that back.
+        ...(echoSeen && echo!.counted_in_window ? { outbound_since_inbound: sql<number>`case when outbound_since_inbound > 0 then outbound_since_inbound - 1 else 0 end` } : {}),
+        updated_at: now,
+      }).where('id', '=', c.conversation_id).execute();
+      events.push(this.status(c, 'sent', providerId));
+      if (read) events.push(this.status(c, 'read', providerId));
+      if (!echoSeen) {
+        const view = messageView({ ...this.asRow(c), provider_message_id: providerId, provider_timestamp: ts, status: read ? 'read' : 'sent' });
+        events.push({
+          event: 'message.sent', account_id: c.account_id, provider: this.account?.provider ?? 'tiktok', conversation_id: c.conversation_id,
+          timestamp: Math.floor(ts / 1000),
+          data: {
+            text: c.text, message_id: c.id, provider_message_id: providerId, conversation_id: c.conversation_id, contact: contactOf(c),
+            source: c.source, to: c.contact_external_id, type: c.type, media: view.media, share_post: view.share_post, template: view.template,
+            reply_to: c.reply_to, sent_by: c.sent_by, status: view.status,
+          },
+        });
+      }
+    });
+  }
+
+  private asRow(c: Candidate): MessageRow {
+    return {
+      id: c.id, conversation_id: c.conversation_id, account_id: c.account_id, direction: 'outbound', provider_message_id: null, type: c.type, text: c.text,
+      media: c.media, extra: c.extra, source: c.source, status: 'sending', error: null, idempotency_key: c.idempotency_key, request_hash: null,
+      reply_to: c.reply_to, sent_by: c.sent_by, attempts: c.attempts, next_attempt_at: null, counted_in_window: c.counted_in_window,
+      provider_timestamp: null, created_at: c.created_at, updated_at: c.created_at,
+    };
+  }
+
+  /** Decides a failed attempt: hold (account), retry with backoff, or fail for good. */
+  private async failed(c: Candidate, err: unknown): Promise<void> {
+    const ctx = this.ctx;
+    if (err instanceof AccountUnavailable || (err instanceof ApiError && err.code.startsWith('account_'))) {
+      this.account = null;
+      await this.holdAll(c, { code: err.code, message: err.message });
+      return;
+    }
+    const action = classifyTiktokError(err);
+    const providerCode = err instanceof TiktokApiError ? err.code : null;
+    const reason = err instanceof Error ? err.message : String(err);
+    if (action === 'reauthorize') {
+      await setAccountStatus(ctx, this.accountId, 'needs_reauth', `TikTok refused the access token (${providerCode}): reconnect the account`);
+      this.forgetToken();
+      await this.holdAll(c, { code: 'account_needs_reauth', message: `${reason}: reconnect the account; its replies wait until then` });
+      return;
+    }
+    if (action === 'retry' || action === 'refresh') {
+      const schedule = ctx.config.sendRetrySchedule;
+      if (c.attempts <= schedule.length) {
+        const nextAt = ctx.clock() + schedule[c.attempts - 1] * 1000;
+        const policy = WINDOW_POLICIES[ctx.config.tiktokWindowPolicy];
+        const w = windowAt(policy, { lastInboundAt: c.last_inbound_at, outboundSinceInbound: 0 }, nextAt);
+        if (w.open) {
+          if (providerCode === 40100) ctx.log.warn({ account_id: this.accountId, message_id: c.id }, 'sender: TikTok throttled (40100); retrying');
+          await this.retry(c, { code: err instanceof TiktokNetworkError ? 'network_error' : 'provider_error', message: reason, provider_code: providerCode }, nextAt);
+          return;
+        }
+        await this.fail(c, { code: 'window_closed', message: `could not send before the reply window closed at ${iso(w.expires_at)}: ${reason}`, provider_code: providerCode });
+        return;
+      }
+      await this.fail(c, { code: 'provider_error', message: `TikTok did not take the reply after ${c.attempts} attempts: ${reason}`, provider_code: providerCode });
+      return;
+    }
+    await this.fail(c, refusal(c, err, providerCode));
+  }
+
+  private retry(c: Candidate, error: SendError, nextAt: number): Promise<void> {
+    const now = this.ctx.clock();
+    return this.sender.committer.run(async (tx, events) => {
+      await tx.updateTable('messages').set({ status: 'queued', next_attempt_at: nextAt, error: JSON.stringify(error), updated_at: now }).where('id', '=', c.id).execute();
+      events.push(this.status(c, 'queued', null, { ...error, retrying: true }, { next_attempt_at: iso(nextAt) }));
+    }).then(() => this.wakeLater(nextAt));
+  }
+
+  /** Failed for good: the reply gives its quota back. */
+  private fail(c: Candidate, error: SendError): Promise<void> {
+    const now = this.ctx.clock();
+    return this.sender.committer.run(async (tx, events) => {
+      await tx.updateTable('messages').set({ status: 'failed', error: JSON.stringify(error), counted_in_window: 0, next_attempt_at: null, updated_at: now })
+        .where('id', '=', c.id).execute();
+      if (c.counted_in_window) {
+        await tx.updateTable('conversations').set({ outbound_since_inbound: sql<number>`case when outbound_since_inbound > 0 then outbound_since_inbound - 1 else 0 end`, updated_at: now })
+          .where('id', '=', c.conversation_id).execute();
+      }
+      events.push(this.status(c, 'failed', null, { ...error }));
+    });
+  }
+
+  /** The account cannot send (needs reauthorization, restricted, disconnected): its replies wait, held. */
+  private holdAll(current: Candidate | null, reason: { code: string; message: string }): Promise<void> {
+    const now = this.ctx.clock();
+    this.buffer = [];
+    return this.sender.committer.run(async (tx, events) => {
+      const rows = await candidates(tx).where('m.account_id', '=', this.accountId).where(isPending('m'))
+        .where((eb) => eb.or([eb('m.status', '=', 'queued'), ...(current ? [eb('m.id', '=', current.id)] : [])])).execute();
+      if (!rows.length) return;
+      await tx.updateTable('messages').set({ status: 'held', updated_at: now }).where('id', 'in', rows.map((r) => r.id)).execute();
+      for (const r of rows) {
+        events.push(statusEvent({
+          accountId: r.account_id, provider: 'tiktok', conversationId: r.conversation_id, contact: contactOf(r), messageId: r.id, providerMessageId: null,
+          status: 'held', error: { ...reason, provider_code: null },
+        }));
+      }
+    });
+  }
+}
+
+function holdReason(status: string): { code: string; message: string } {
+  if (status === 'restricted') return { code: 'account_restricted', message: 'the account cannot use the messaging API; its replies wait' };
+  if (status === 'disconnected') return { code: 'account_disconnected', message: 'the account is disconnected; its replies wait until it is connected again' };
+  return { code: 'account_needs_reauth', message: 'the account must be reconnected; its replies wait until then' };
+}
+
+/** A refusal TikTok will repeat: fail with our code for it. */
+function refusal(c: Candidate, err: unknown, providerCode: number | null): SendError {
+  const message = err instanceof Error ? err.message : String(err);
+  switch (providerCode) {
+    case 40064: return { code: 'daily_cap_reached', message: `TikTok refused the reply (daily conversation cap or messaging rules): ${message}`, provider_code: providerCode };
+    case 40906:
+    case 40908: return { code: 'media_unsupported', message, provider_code: providerCode };
+    case 40907: return { code: 'media_too_large', message, provider_code: providerCode };
+    case 40001:
+    case 40118:
+      if (c.type === 'image') return { code: 'image_not_allowed', message, provider_code: providerCode };
+      return { code: 'account_restricted', message, provider_code: providerCode };
+    default: return { code: 'provider_refused', message, provider_code: providerCode };
+  }
+}
+
+/** TikTok's send/ body for a stored reply (reference/tiktok-api.md §2.3). */
+export function sendBody(c: Pick<Candidate, 'type' | 'text' | 'extra'>, mediaId: string | null): SendBody {
+  const extra = parseJson<{ template?: Template; share_post?: { item_id: string }; reply_to_provider_id?: string }>(c.extra, {});
+  const quote = extra.reply_to_provider_id ? { referenced_message_info: { referenced_message_id: extra.reply_to_provider_id } } : {};
+  switch (c.type) {
+    case 'image':
+      return { message_type: 'IMAGE', image: { media_id: mediaId! } };
+    case 'share_post':
+      return { message_type: 'SHARE_POST', share_post: { item_id: extra.share_post!.item_id } };
+    case 'template': {
+      const t = extra.template!;
+      if (t.as_text) return { message_type: 'TEXT', text: { body: c.text ?? templateAsText(t) }, ...quote };
+      return { message_type: 'TEMPLATE', template: { type: t.type, title: t.title, buttons: t.buttons.map((b) => ({ type: 'REPLY', title: b.title, id: b.id })) } };
+    }
+    default:
+      return { message_type: 'TEXT', text: { body: c.text ?? '' }, ...quote };
+  }
+}

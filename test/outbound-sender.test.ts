@@ -1,0 +1,152 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { customerWrites, events, expectNoViolations, reply, sentAtEmulator, settled, stats, waitFor, waitStatus } from './helpers/outbound.js';
+
+/** The sender against TikTok's failures: token expiry, revocation, server errors, refusals; pacing and fairness. */
+describe('sender', () => {
+  let gw: TestGateway;
+  let account: { id: string; external_id: string };
+
+  beforeAll(async () => {
+    gw = await startTestGateway();
+    account = await gw.connect('send_shop');
+  });
+  afterEach(async () => {
+    await settled(gw);
+    await expectNoViolations(gw);
+  });
+  afterAll(async () => { await gw?.close(); });
+
+  const statusesOf = async (id: string) => (await events(gw, 'message.status')).filter((e) => e.message_id === id).map((e) => e.status);
+
+  it('40102 (access token expired at TikTok): refreshes the token once and sends', async () => {
+    const conv = await customerWrites(gw, 'send_shop', 'mia');
+    const before = await gw.server.ctx.database.db.selectFrom('accounts').select('token_version').where('id', '=', account.id).executeTakeFirstOrThrow();
+    await gw.control('tokens/expire', { business: 'send_shop' });
+    const r = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'after expiry' });
+    const m = await waitStatus(gw, r.body.id, 'sent');
+    expect(m.attempts).toBe(1);
+    const after = await gw.server.ctx.database.db.selectFrom('accounts').select(['token_version', 'status']).where('id', '=', account.id).executeTakeFirstOrThrow();
+    expect(after.token_version).toBe(before.token_version + 1);
+    expect(after.status).toBe('active');
+    expect(await sentAtEmulator(gw, conv.external_id)).toHaveLength(1);
+  });
+
+  it('5xxxx errors and 40100 are retried with backoff; the conversation waits behind its head', async () => {
+    const conv = await customerWrites(gw, 'send_shop', 'noa');
+    await gw.control('faults', { endpoint: 'business/message/send/', code: 50002, times: 2 });
+    const first = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'first' });
+    const second = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'second' });
+    const m = await waitStatus(gw, first.body.id, 'sent');
+    expect(m.attempts).toBe(3);
+    await waitStatus(gw, second.body.id, 'sent');
+    expect((await sentAtEmulator(gw, conv.external_id)).map((s) => s.text.body)).toEqual(['first', 'second']);
+    expect(await statusesOf(first.body.id)).toEqual(['sending', 'queued', 'sending', 'queued', 'sending', 'sent']);
+    const retry = (await events(gw, 'message.status')).find((e) => e.message_id === first.body.id && e.status === 'queued');
+    expect(retry!.error).toMatchObject({ provider_code: 50002, retrying: true });
+
+    await gw.control('faults', { endpoint: 'business/message/send/', code: 40100, times: 1 });
+    const third = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'third' });
+    expect((await waitStatus(gw, third.body.id, 'sent')).attempts).toBe(2);
+    await gw.control('faults', { endpoint: 'business/message/send/', code: 51065, times: 1 });
+    const fourth = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'fourth' });
+    expect((await waitStatus(gw, fourth.body.id, 'sent')).attempts).toBe(2);
+  });
+
+  it('fails for good after the last retry, and on refusals (40064) with the reason; the quota comes back', async () => {
+    const conv = await customerWrites(gw, 'send_shop', 'ola');
+    await gw.control('faults', { endpoint: 'business/message/send/', code: 50000, times: 5 });
+    const doomed = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'never arrives' });
+    const failed = await waitStatus(gw, doomed.body.id, 'failed');
+    expect(failed.attempts).toBe(5); // the first try and the 4 retries of DMGATE_SEND_RETRY_SCHEDULE
+    expect(failed.error).toMatchObject({ code: 'provider_error', provider_code: 50000 });
+
+    await gw.control('faults', { endpoint: 'business/message/send/', code: 40064, times: 1, message: 'You are sending messages too fast. Take a rest.' });
+    const capped = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'refused' });
+    const after = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'goes through' });
+    const f = await waitStatus(gw, capped.body.id, 'failed');
+    expect(f.attempts).toBe(1);
+    expect(f.error).toMatchObject({ code: 'daily_cap_reached', provider_code: 40064 });
+    expect(f.error.message).toMatch(/Take a rest/);
+    await waitStatus(gw, after.body.id, 'sent');
+    const failedEvent = (await events(gw, 'message.status')).find((e) => e.message_id === capped.body.id && e.status === 'failed');
+    expect(failedEvent!.error).toMatchObject({ code: 'daily_cap_reached', provider_code: 40064 });
+    // Two failed replies gave their quota back: only the one sent counts.
+    expect((await gw.api('GET', `/v1/conversations/${conv.id}`)).body.window.quota_remaining).toBe(9);
+    expect(await sentAtEmulator(gw, conv.external_id)).toHaveLength(1);
+  });
+
+  it('40105 (token revoked): account needs_reauth with its event, queued replies held (not failed), sent after reconnecting', async () => {
+    const a = await customerWrites(gw, 'send_shop', 'pia');
+    const b = await customerWrites(gw, 'send_shop', 'quin');
+    await gw.control('tokens/revoke', { business: 'send_shop' });
+    // Accepted together: the first send meets the revoked token while the others wait in the queue.
+    const results = await Promise.all(([[a, 'a1'], [a, 'a2'], [b, 'b1'], [a, 'a3']] as const)
+      .map(([conv, text]) => reply(gw, { conversation_id: conv.id, type: 'text', text })));
+    const accepted = results.filter((r) => r.status === 202);
+    expect(accepted.length).toBeGreaterThanOrEqual(2);
+    const ids = accepted.map((r) => r.body.id as string);
+    for (const id of ids) await waitStatus(gw, id, 'held');
+    const acct = await gw.api('GET', `/v1/accounts/${account.id}`);
+    expect(acct.body.status).toBe('needs_reauth');
+    expect((await events(gw, 'account.needs_reauth')).filter((e) => e.account_id === account.id)).toHaveLength(1);
+    const refused = await reply(gw, { conversation_id: b.id, type: 'text', text: 'while revoked' });
+    expect(refused.status).toBe(422);
+    expect(refused.body.error.code).toBe('account_needs_reauth');
+    for (const id of ids) {
+      const statuses = await statusesOf(id);
+      expect(statuses[statuses.length - 1]).toBe('held');
+      expect(statuses).not.toContain('failed');
+    }
+    // Replies that never reached TikTok went straight from queued to held.
+    expect((await Promise.all(ids.map(statusesOf))).some((st) => st.join() === 'held')).toBe(true);
+    expect(await sentAtEmulator(gw, a.external_id)).toHaveLength(0);
+
+    await gw.connect('send_shop');
+    for (const id of ids) await waitStatus(gw, id, 'sent');
+    const order = accepted.map((r) => r.body).filter((m) => m.conversation_id === a.id).sort((x, y) => (x.id < y.id ? -1 : 1)).map((m) => m.text);
+    expect((await sentAtEmulator(gw, a.external_id)).map((s) => s.text.body)).toEqual(order);
+    expect((await gw.api('GET', `/v1/accounts/${account.id}`)).body.status).toBe('active');
+  });
+
+  it('paces every TikTok call per account and keeps other accounts moving (fair, FIFO per conversation)', async () => {
+    await gw.connect('busy_shop');
+    await gw.connect('quiet_shop');
+    const convs = [];
+    for (const name of ['r1', 'r2', 'r3']) convs.push(await customerWrites(gw, 'busy_shop', name));
+    const quiet = await customerWrites(gw, 'quiet_shop', 'solo');
+    const busy: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      for (const c of convs) {
+        const r = await reply(gw, { conversation_id: c.id, type: 'text', text: `busy ${c.id.slice(-4)} ${i}` });
+        expect(r.status).toBe(202);
+        busy.push(r.body.id);
+      }
+    }
+    const q = await reply(gw, { conversation_id: quiet.id, type: 'text', text: 'quiet one' });
+    await waitStatus(gw, q.body.id, 'sent');
+    for (const id of busy) await waitStatus(gw, id, 'sent', 30000);
+    const all = await sentAtEmulator(gw);
+    const busyBiz = all.filter((s) => s.business_username === 'busy_shop');
+    const quietIndex = all.findIndex((s) => s.business_username === 'quiet_shop');
+    // The quiet account's reply did not wait for the busy account's 30.
+    expect(quietIndex).toBeLessThan(all.indexOf(busyBiz[busyBiz.length - 1]));
+    // Per conversation, TikTok got the replies in the order they were accepted.
+    for (const c of convs) {
+      const texts = (await sentAtEmulator(gw, c.external_id)).map((s) => s.text.body);
+      expect(texts).toEqual(Array.from({ length: 10 }, (_, i) => `busy ${c.id.slice(-4)} ${i}`));
+    }
+    // Never more than 10 calls of one business in a second (the emulator counts violations too).
+    const ts = busyBiz.map((s) => s.timestamp as number);
+    for (let i = 10; i < ts.length; i++) expect(ts[i] - ts[i - 10]).toBeGreaterThanOrEqual(1000);
+    expect((await stats(gw)).violations.qps).toBe(0);
+  });
+
+  it('each reply gets one message.sent with its source', async () => {
+    await waitFor('events', async () => (await events(gw, 'message.sent')).length > 0);
+    const sent = await events(gw, 'message.sent');
+    const ids = sent.map((e) => e.message_id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(sent.every((e) => e.source === 'api')).toBe(true);
+  });
+});

@@ -1,0 +1,20 @@
+import { it } from 'vitest';
+import { startTestGateway } from './helpers/gateway.js';
+import { customerWrites, reply, settled } from './helpers/outbound.js';
+it('prof', async () => {
+  const gw = await startTestGateway({ env: { DMGATE_LOG_LEVEL: 'warn', DMGATE_POLL_INTERVAL_MS: '1000' } });
+  await gw.connect('p_shop');
+  const convs = [];
+  for (let i = 0; i < 20; i++) convs.push(await customerWrites(gw, 'p_shop', 'c' + i));
+  let t = performance.now();
+  for (let i = 0; i < 200; i++) await reply(gw, { conversation_id: convs[i % 20].id, type: 'text', text: 'x' + i });
+  console.log('200 sequential accepts', (performance.now() - t).toFixed(0), 'ms');
+  t = performance.now();
+  await settled(gw, 60000);
+  console.log('settled', (performance.now() - t).toFixed(0), 'ms');
+  const db = gw.server.ctx.database.sqlite!;
+  const s = performance.now();
+  for (let i = 0; i < 100; i++) db.prepare('update conversations set updated_at = ? where id = ?').run(i, convs[0].id);
+  console.log('100 autocommit updates', (performance.now() - s).toFixed(1), 'ms');
+  await gw.close();
+}, 120000);
