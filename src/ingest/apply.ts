@@ -12,13 +12,70 @@ import { templateAnswer } from '../messaging/template-answer.js';
 /** What applying one provider event did: the events to append, or a request to try again later. */
 export type ApplyOutcome = { events: EventInput[] } | { defer: string };
 
-interface ApplyContext { tx: Tx; account: AccountRow; now: number; historical: boolean }
+interface ApplyContext { tx: Tx; account: AccountRow; now: number; historical: boolean; rows: BatchRows | null }
+
+/**
+ * Contacts and conversations of a batch, read once for the whole batch (a miss of a preloaded key
+ * means "not in the table"), and kept current as the batch changes them. On Postgres the
+ * conversation rows are locked for the transaction, so the sender, which locks a conversation to
+ * reserve quota, and the processor never overwrite each other's counters.
+ */
+export class BatchRows {
+  readonly contacts = new Map<string, ContactRow | null>();
+  readonly conversations = new Map<string, ConversationRow | null>();
+}
+
+export interface BatchKeys { provider: string; accountId: string; conversationIds: Set<string>; customerIds: Set<string> }
+
+export async function preloadBatch(tx: Tx, lock: boolean, keys: BatchKeys[]): Promise<BatchRows> {
+  const rows = new BatchRows();
+  for (const k of keys) {
+    const convIds = [...k.conversationIds];
+    for (let i = 0; i < convIds.length; i += 500) {
+      const chunk = convIds.slice(i, i + 500);
+      let q = tx.selectFrom('conversations').selectAll().where('account_id', '=', k.accountId).where('external_id', 'in', chunk);
+      if (lock) q = q.forUpdate();
+      const found = new Map((await q.execute()).map((c) => [c.external_id, c]));
+      for (const id of chunk) rows.conversations.set(`${k.accountId}|${id}`, found.get(id) ?? null);
+    }
+    const custIds = [...k.customerIds];
+    for (let i = 0; i < custIds.length; i += 500) {
+      const chunk = custIds.slice(i, i + 500);
+      const found = new Map((await tx.selectFrom('contacts').selectAll().where('provider', '=', k.provider).where('external_id', 'in', chunk).execute()).map((c) => [c.external_id, c]));
+      for (const id of chunk) rows.contacts.set(`${k.provider}|${id}`, found.get(id) ?? null);
+    }
+  }
+  return rows;
+}
+
+async function findContact(a: ApplyContext, provider: string, externalId: string): Promise<ContactRow | undefined> {
+  const key = `${provider}|${externalId}`;
+  if (a.rows?.contacts.has(key)) return a.rows.contacts.get(key) ?? undefined;
+  return a.tx.selectFrom('contacts').selectAll().where('provider', '=', provider).where('external_id', '=', externalId).executeTakeFirst();
+}
+
+async function findConversation(a: ApplyContext, externalId: string): Promise<ConversationRow | undefined> {
+  const key = `${a.account.id}|${externalId}`;
+  if (a.rows?.conversations.has(key)) return a.rows.conversations.get(key) ?? undefined;
+  return a.tx.selectFrom('conversations').selectAll().where('account_id', '=', a.account.id).where('external_id', '=', externalId).executeTakeFirst();
+}
+
+/** Updates a conversation (counters as atomic increments, safe even without the batch lock). */
+async function updateConversation(a: ApplyContext, conv: ConversationRow, patch: Partial<ConversationRow>, opts: { countOutbound?: boolean } = {}): Promise<ConversationRow> {
+  const inc = opts.countOutbound ? { outbound_since_inbound: sql<number>`outbound_since_inbound + 1` } : {};
+  await a.tx.updateTable('conversations').set({ ...patch, ...inc, updated_at: a.now }).where('id', '=', conv.id).execute();
+  const next = { ...conv, ...patch, updated_at: a.now, outbound_since_inbound: conv.outbound_since_inbound + (opts.countOutbound ? 1 : 0) };
+  a.rows?.conversations.set(`${conv.account_id}|${conv.external_id}`, next);
+  return next;
+}
+
+const rememberContact = (a: ApplyContext, c: ContactRow) => { a.rows?.contacts.set(`${c.provider}|${c.external_id}`, c); return c; };
 
 const preview = (m: ProviderMessage) => (m.text ?? `[${m.type}]`).slice(0, 200);
 
 async function upsertContact(a: ApplyContext, provider: string, user: ProviderUser, events: EventInput[]): Promise<ContactRow> {
   const { tx, now } = a;
-  const existing = await tx.selectFrom('contacts').selectAll().where('provider', '=', provider).where('external_id', '=', user.externalId).executeTakeFirst();
+  const existing = await findContact(a, provider, user.externalId);
   if (existing) {
     const patch: Partial<ContactRow> = {};
     if (user.username && user.username !== existing.username) patch.username = user.username;
@@ -27,7 +84,7 @@ async function upsertContact(a: ApplyContext, provider: string, user: ProviderUs
     if (user.isFollower !== null && Number(user.isFollower) !== existing.is_follower) patch.is_follower = Number(user.isFollower);
     if (Object.keys(patch).length) {
       await tx.updateTable('contacts').set({ ...patch, updated_at: now }).where('id', '=', existing.id).execute();
-      return { ...existing, ...patch };
+      return rememberContact(a, { ...existing, ...patch });
     }
     return existing;
   }
@@ -39,15 +96,15 @@ async function upsertContact(a: ApplyContext, provider: string, user: ProviderUs
   // Another transaction (a concurrent conversation of the same customer) may insert it first.
   const inserted = await tx.insertInto('contacts').values(row).onConflict((oc) => oc.columns(['provider', 'external_id']).doNothing()).returning('id').executeTakeFirst();
   if (!inserted) {
-    return tx.selectFrom('contacts').selectAll().where('provider', '=', provider).where('external_id', '=', user.externalId).executeTakeFirstOrThrow();
+    return rememberContact(a, await tx.selectFrom('contacts').selectAll().where('provider', '=', provider).where('external_id', '=', user.externalId).executeTakeFirstOrThrow());
   }
   if (!a.historical) events.push({ event: 'contact.created', account_id: a.account.id, provider, data: { contact: contactSummary(row) } });
-  return row;
+  return rememberContact(a, row);
 }
 
 async function upsertConversation(a: ApplyContext, externalId: string, contact: ContactRow, atMs: number, events: EventInput[]): Promise<ConversationRow> {
   const { tx, account, now } = a;
-  const existing = await tx.selectFrom('conversations').selectAll().where('account_id', '=', account.id).where('external_id', '=', externalId).executeTakeFirst();
+  const existing = await findConversation(a, externalId);
   if (existing) return existing;
   const row: ConversationRow = {
     id: newId('cv', now), account_id: account.id, contact_id: contact.id, external_id: externalId, status: 'open', assignee_id: null,
@@ -56,6 +113,7 @@ async function upsertConversation(a: ApplyContext, externalId: string, contact: 
     image_capability: null, image_capability_checked_at: null, created_at: now, updated_at: now,
   };
   await tx.insertInto('conversations').values(row).execute();
+  a.rows?.conversations.set(`${account.id}|${externalId}`, row);
   if (!a.historical) {
     events.push({ event: 'conversation.created', account_id: account.id, provider: account.provider, conversation_id: row.id, data: { conversation_id: row.id, contact: contactSummary(contact) } });
   }
@@ -108,7 +166,7 @@ async function customerMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kin
   }
   // Window state: each customer message opens/extends the window and resets the quota.
   const newer = (conv.last_inbound_at ?? 0) <= m.timestampMs;
-  await tx.updateTable('conversations').set({
+  await updateConversation(a, conv, {
     last_inbound_at: newer ? m.timestampMs : conv.last_inbound_at,
     // The quota resets, except for replies still queued (they will be sent in this new window).
     outbound_since_inbound: !newer ? conv.outbound_since_inbound : conv.outbound_since_inbound === 0 ? 0 : await quotaCarriedOver(tx, account.id, conv.id, m.timestampMs),
@@ -117,8 +175,7 @@ async function customerMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kin
     last_message_preview: newer ? preview(m) : conv.last_message_preview,
     status: a.historical ? conv.status : 'open',
     referral: referral ? JSON.stringify({ referral, attached_to: id }) : conv.referral,
-    updated_at: now,
-  }).where('id', '=', conv.id).execute();
+  });
   if (!a.historical) {
     events.push({
       event: 'message.received', account_id: account.id, provider: account.provider, conversation_id: conv.id,
@@ -159,14 +216,12 @@ async function businessMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kin
   row.media = await mediaFor(a, id, m);
   if (!(await insertMessage(tx, row))) return { events };
   const inWindow = (conv.last_inbound_at ?? 0) <= m.timestampMs;
-  await tx.updateTable('conversations').set({
+  await updateConversation(a, conv, {
     last_outbound_at: Math.max(conv.last_outbound_at ?? 0, m.timestampMs),
-    outbound_since_inbound: inWindow ? sql<number>`outbound_since_inbound + 1` : conv.outbound_since_inbound,
     first_unanswered_at: inWindow ? null : conv.first_unanswered_at,
     last_message_at: Math.max(conv.last_message_at ?? 0, m.timestampMs),
     last_message_preview: (conv.last_message_at ?? 0) <= m.timestampMs ? preview(m) : conv.last_message_preview,
-    updated_at: now,
-  }).where('id', '=', conv.id).execute();
+  }, { countOutbound: inWindow });
   if (!a.historical) {
     const view = messageView(row);
     events.push({
@@ -186,7 +241,7 @@ async function referral(a: ApplyContext, ev: Extract<ProviderEvent, { kind: 'ref
   const events: EventInput[] = [];
   const contact = await upsertContact(a, account.provider, ev.customer, events);
   const conv = await upsertConversation(a, ev.conversationId, contact, ev.timestampMs, events);
-  await tx.updateTable('conversations').set({ referral: JSON.stringify({ referral: ev.referral, attached_to: null }), updated_at: now }).where('id', '=', conv.id).execute();
+  await updateConversation(a, conv, { referral: JSON.stringify({ referral: ev.referral, attached_to: null }) });
   if (!contact.first_referral) {
     await tx.updateTable('contacts').set({ first_referral: JSON.stringify({ ...ev.referral, conversation_id: conv.id, at: new Date(ev.timestampMs).toISOString() }), updated_at: now })
       .where('id', '=', contact.id).execute();
@@ -201,12 +256,12 @@ async function referral(a: ApplyContext, ev: Extract<ProviderEvent, { kind: 'ref
 
 async function read(a: ApplyContext, ev: Extract<ProviderEvent, { kind: 'read' }>): Promise<ApplyOutcome> {
   const { tx, account, now } = a;
-  const conv = await tx.selectFrom('conversations').selectAll().where('account_id', '=', account.id).where('external_id', '=', ev.conversationId).executeTakeFirst();
+  const conv = await findConversation(a, ev.conversationId);
   if (!conv) return { events: [] };
   const contact = await tx.selectFrom('contacts').selectAll().where('id', '=', conv.contact_id).executeTakeFirstOrThrow();
   // A high-water mark: every business message at or before it is read.
   const upTo = Math.max(conv.customer_read_at ?? 0, ev.readUpToMs);
-  await tx.updateTable('conversations').set({ customer_read_at: upTo, updated_at: now }).where('id', '=', conv.id).execute();
+  await updateConversation(a, conv, { customer_read_at: upTo });
   const toRead = await tx.selectFrom('messages').selectAll().where('conversation_id', '=', conv.id).where('direction', '=', 'outbound')
     .where('status', '=', 'sent').where('provider_timestamp', '<=', upTo).orderBy('id').execute();
   if (!toRead.length) return { events: [] };
@@ -220,8 +275,8 @@ async function read(a: ApplyContext, ev: Extract<ProviderEvent, { kind: 'read' }
 }
 
 /** Applies one decoded provider event inside the caller's transaction. */
-export async function applyProviderEvent(tx: Tx, account: AccountRow, ev: ProviderEvent, now: number, opts: { attempts?: number; historical?: boolean } = {}): Promise<ApplyOutcome> {
-  const a: ApplyContext = { tx, account, now, historical: Boolean(opts.historical) };
+export async function applyProviderEvent(tx: Tx, account: AccountRow, ev: ProviderEvent, now: number, opts: { attempts?: number; historical?: boolean; rows?: BatchRows } = {}): Promise<ApplyOutcome> {
+  const a: ApplyContext = { tx, account, now, historical: Boolean(opts.historical), rows: opts.rows ?? null };
   switch (ev.kind) {
     case 'customer_message': return customerMessage(a, ev);
     case 'business_message': return businessMessage(a, ev, opts.attempts ?? 0);

@@ -6,7 +6,7 @@ import type { EventInput } from '../events/types.js';
 import { decodeTiktokWebhook, type TiktokEnvelope } from '../providers/tiktok/webhook-events.js';
 import type { ProviderEvent } from '../providers/types.js';
 import type { AccountRow } from '../accounts/store.js';
-import { applyProviderEvent } from './apply.js';
+import { applyProviderEvent, preloadBatch, type BatchKeys } from './apply.js';
 import { fetchRecentMessages } from './sync.js';
 import type { Worker } from '../runtime.js';
 
@@ -17,8 +17,6 @@ const PRESSURED_PAUSE_MS = 200;
 const MAX_ATTEMPTS = 10;
 const DEFER_MS = 500;
 const LEASE_MS = 15000;
-/** Concurrent transactions on Postgres (the pool has 10 connections; leave room for the API). */
-const PG_LANES = 6;
 
 interface Row { seq: number; business_id: string | null; body: string; attempts: number; event_type: string }
 type Decision = { status: 'processed' | 'ignored' | 'held'; error?: string } | { defer: string };
@@ -121,34 +119,8 @@ function precheck(row: Row, accounts: Map<string, AccountRow>): Decision | Accou
   return account;
 }
 
-/** Rows of one conversation must be applied in order; different conversations are independent. */
-function partitionKey(row: Row): string {
-  const ev = decode(row)[0];
-  return 'conversationId' in ev ? `${ev.businessId}|${ev.conversationId}` : `row|${row.seq}`;
-}
-
 async function commitGroup(ctx: AppContext, rows: Row[], accounts: Map<string, AccountRow>): Promise<void> {
   if (!rows.length) return;
-  // SQLite has one writer, so one transaction does it all; Postgres is round-trip bound, so
-  // conversations are applied concurrently on several connections, each in its own order.
-  if (ctx.database.dialect === 'sqlite') {
-    await commitPartition(ctx, rows, accounts);
-    return;
-  }
-  const partitions = new Map<string, Row[]>();
-  for (const row of rows) {
-    const key = partitionKey(row);
-    const list = partitions.get(key);
-    if (list) list.push(row); else partitions.set(key, [row]);
-  }
-  const queue = [...partitions.values()];
-  const lanes = Math.min(PG_LANES, queue.length);
-  await Promise.all(Array.from({ length: lanes }, async () => {
-    for (let part = queue.shift(); part; part = queue.shift()) await commitPartition(ctx, part, accounts);
-  }));
-}
-
-async function commitPartition(ctx: AppContext, rows: Row[], accounts: Map<string, AccountRow>): Promise<void> {
   try {
     await applyRows(ctx, rows, accounts);
   } catch (err) {
@@ -160,10 +132,28 @@ async function commitPartition(ctx: AppContext, rows: Row[], accounts: Map<strin
   }
 }
 
+/** The contacts and conversations a batch touches, per account, for one preload. */
+function batchKeys(rows: Row[], accounts: Map<string, AccountRow>): BatchKeys[] {
+  const byAccount = new Map<string, BatchKeys>();
+  for (const row of rows) {
+    const account = row.business_id ? accounts.get(row.business_id) : undefined;
+    if (!account) continue;
+    for (const ev of decode(row)) {
+      if (!('conversationId' in ev)) continue;
+      let k = byAccount.get(account.id);
+      if (!k) byAccount.set(account.id, (k = { provider: account.provider, accountId: account.id, conversationIds: new Set(), customerIds: new Set() }));
+      k.conversationIds.add(ev.conversationId);
+      if ('customer' in ev && ev.customer) k.customerIds.add(ev.customer.externalId);
+    }
+  }
+  return [...byAccount.values()];
+}
+
 async function applyRows(ctx: AppContext, rows: Row[], accounts: Map<string, AccountRow>): Promise<void> {
   const now = ctx.clock();
   let appended = 0;
   await ctx.database.db.transaction().execute(async (tx) => {
+    const preloaded = await preloadBatch(tx, ctx.database.dialect === 'postgres', batchKeys(rows, accounts));
     const events: EventInput[] = [];
     const done = new Map<string, { status: 'processed' | 'ignored' | 'held'; error: string | null; seqs: number[] }>();
     for (const row of rows) {
@@ -174,7 +164,7 @@ async function applyRows(ctx: AppContext, rows: Row[], accounts: Map<string, Acc
         decision = { status: 'processed' };
         for (const ev of decode(row)) {
           if (ev.kind === 'ignored') { decision = { status: 'ignored', error: ev.reason }; continue; }
-          const out = await applyProviderEvent(tx, pre, ev, now, { attempts: row.attempts });
+          const out = await applyProviderEvent(tx, pre, ev, now, { attempts: row.attempts, rows: preloaded });
           if ('defer' in out) { decision = out; break; }
           rowEvents.push(...out.events);
         }
