@@ -101,10 +101,17 @@ async function accountsBackfill(args: string[], cfg: Config): Promise<number> {
     let state: BackfillState | null = await requestBackfill(ctx, values.account, days);
     show(state);
     if (!cfg.sandbox) state = await runBackfill(ctx, values.account, { onProgress: show });
-    // Another process runs it (or the sandbox server, which owns the emulator): follow its progress.
+    // Another process runs it (or the sandbox server, which owns the emulator): follow its progress,
+    // and take the job over if that process goes away (its lease lapses).
     const waitingSince = Date.now();
+    let lastTry = Date.now();
     while (!state || state.status === 'queued' || state.status === 'running') {
       await new Promise((r) => setTimeout(r, 250));
+      if (!cfg.sandbox && Date.now() - lastTry > 2000) {
+        lastTry = Date.now();
+        const mine = await runBackfill(ctx, values.account, { onProgress: show });
+        if (mine) { state = mine; continue; }
+      }
       const row = await ctx.database.db.selectFrom('accounts').select('backfill').where('id', '=', values.account).executeTakeFirstOrThrow();
       state = backfillState(row);
       if (state) show(state);

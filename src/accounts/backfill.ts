@@ -68,7 +68,7 @@ export async function requestBackfill(ctx: AppContext, accountId: string, days?:
 export interface RunOptions {
   /** Called after every step (for the CLI's progress bar). */
   onProgress?: (state: BackfillState) => void;
-  /** Checked between conversations: a stopping worker hands the job back as `queued`. */
+  /** Checked between steps: a stopping worker hands the job back as `queued` (the next one resumes it). */
   stopping?: () => boolean;
 }
 
@@ -79,18 +79,24 @@ export interface RunOptions {
 export async function runBackfill(ctx: AppContext, accountId: string, opts: RunOptions = {}): Promise<BackfillState | null> {
   const owner = `backfill:${process.pid}:${randomBytes(4).toString('hex')}`;
   if (!(await tryAcquireLease(ctx.database, leaseName(accountId), owner, LEASE_MS, ctx.clock()))) return null;
-  let acct = await getAccount(ctx.database.db, accountId);
+  const stopping = opts.stopping ?? (() => false);
   const now = ctx.clock();
-  let state: BackfillState = backfillState(acct) ?? queuedBackfill(now, ctx.config.backfillDays || 90, now);
+  let acct: AccountRow | null = null;
+  let state: BackfillState = queuedBackfill(now, ctx.config.backfillDays || 90, now);
   const save = async () => {
     await ctx.database.db.updateTable('accounts').set({ backfill: JSON.stringify(state) }).where('id', '=', accountId).execute();
     opts.onProgress?.(state);
   };
   try {
+    acct = await getAccount(ctx.database.db, accountId);
+    const stored = backfillState(acct);
+    // Finished meanwhile (by another process): nothing to do until someone asks again.
+    if (stored && (stored.status === 'done' || stored.status === 'failed')) return stored;
+    state = stored ?? state;
     if (acct.status !== 'active') throw accountError(acct);
     // Webhooks kept while the account was disconnected go first: they are news, not history.
     const waitUntil = Date.now() + INBOUND_WAIT_MS;
-    while (Date.now() < waitUntil && await hasUnprocessedInbound(ctx.database.db, acct.provider, acct.external_id)) await sleep(100);
+    while (Date.now() < waitUntil && !stopping() && await hasUnprocessedInbound(ctx.database.db, acct.provider, acct.external_id)) await sleep(100);
 
     acct = await getAccount(ctx.database.db, accountId);
     const historyBefore = Date.parse(state.history_before);
@@ -98,24 +104,21 @@ export async function runBackfill(ctx: AppContext, accountId: string, opts: RunO
     await save();
     ctx.log.info({ account_id: accountId, days: state.days }, 'backfill started');
 
-    const pace = idleSlot(gateFor(ctx, accountId));
+    const pace = idleSlot(gateFor(ctx, accountId), stopping);
     const floor = ctx.clock() - state.days * DAY_MS;
-    const ids = await retrying(() => listConversationIds(ctx, acct, floor, pace));
+    const account = acct;
+    const ids = await retrying(ctx, accountId, stopping, () => listConversationIds(ctx, account, floor, pace));
     state = { ...state, conversations_total: ids.length };
     await save();
 
     for (const conversationId of ids) {
-      if (opts.stopping?.()) {
-        state = { ...state, status: 'queued' };
-        await save();
-        return state;
-      }
+      if (stopping()) throw new Stopping();
       if (!(await tryAcquireLease(ctx.database, leaseName(accountId), owner, LEASE_MS, ctx.clock()))) {
         ctx.log.warn({ account_id: accountId }, 'backfill: another process took the job over');
         return null;
       }
-      const fetched = await retrying(() => fetchConversation(ctx, acct, conversationId, historyBefore, pace));
-      const added = await applyConversation(ctx, acct, fetched);
+      const fetched = await retrying(ctx, accountId, stopping, () => fetchConversation(ctx, account, conversationId, historyBefore, pace));
+      const added = await applyConversation(ctx, account, fetched);
       state = { ...state, conversations_done: state.conversations_done + 1, messages: state.messages + added };
       await save();
     }
@@ -124,6 +127,12 @@ export async function runBackfill(ctx: AppContext, accountId: string, opts: RunO
     ctx.log.info({ account_id: accountId, conversations: state.conversations_done, messages: state.messages }, 'backfill done');
     return state;
   } catch (err) {
+    if (err instanceof Stopping) {
+      // Handed back: the next worker to start resumes it.
+      state = { ...state, status: 'queued', started_at: null };
+      await save().catch(() => undefined);
+      return state;
+    }
     const message = err instanceof Error ? err.message : String(err);
     state = { ...state, status: 'failed', finished_at: new Date(ctx.clock()).toISOString(), error: message };
     await save().catch(() => undefined);
@@ -137,24 +146,39 @@ export async function runBackfill(ctx: AppContext, accountId: string, opts: RunO
 /**
  * Backfill uses the account's rate budget (the sender's gate) only when replies leave it idle:
  * it never books a slot ahead, so a reply waits at most one slot behind history. It waits at
- * most a few seconds for idle capacity, so a busy account still makes progress.
+ * most a few seconds for idle capacity, so a busy account still makes progress. Each call
+ * reports its end to the gate, which counts it until then.
  */
 const MAX_YIELD_MS = 5000;
-function idleSlot(gate: RateGate): Pace {
-  return async () => {
+function idleSlot(gate: RateGate, stopping: () => boolean): Pace {
+  return async (call) => {
     const until = Date.now() + MAX_YIELD_MS;
-    while (gate.delay() > 0 && Date.now() < until) await sleep(Math.min(gate.delay(), 250) + 1);
-    await gate.take();
+    while (gate.delay() > 0 && Date.now() < until) {
+      if (stopping()) throw new Stopping();
+      await sleep(Math.min(gate.delay(), 250) + 1);
+    }
+    const release = await gate.fire(gate.reserve());
+    try {
+      return await call();
+    } finally {
+      release();
+    }
   };
 }
 
+/** The worker is stopping: the job goes back to `queued`. */
+class Stopping extends Error {}
+
 /** Transient TikTok failures (network, 5xxxx, 40100 throttling) are retried with backoff. */
-async function retrying<T>(fn: () => Promise<T>): Promise<T> {
+async function retrying<T>(ctx: AppContext, accountId: string, stopping: () => boolean, fn: () => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof ApiError || classifyTiktokError(err) !== 'retry' || attempt >= RETRY_DELAYS_MS.length) throw err;
+      if (err instanceof ApiError || err instanceof Stopping || classifyTiktokError(err) !== 'retry' || attempt >= RETRY_DELAYS_MS.length) throw err;
+      if (stopping()) throw new Stopping();
+      ctx.log.warn({ account_id: accountId, attempt: attempt + 1, retry_in_s: RETRY_DELAYS_MS[attempt] / 1000, error: err instanceof Error ? err.message : String(err) },
+        'backfill: TikTok call failed; retrying');
       await sleep(RETRY_DELAYS_MS[attempt]);
     }
   }
@@ -212,9 +236,14 @@ export function startBackfillWorker(ctx: AppContext): Worker {
         if (active.size >= MAX_CONCURRENT) break;
         const s = backfillState(r);
         if (r.status !== 'active' || !s || (s.status !== 'queued' && s.status !== 'running') || active.has(r.id)) continue;
+        let ran = false;
         const job = runBackfill(ctx, r.id, { stopping: () => stopped })
+          .then((state) => { ran = state !== null; })
           .catch((err) => ctx.log.error({ err, account_id: r.id }, 'backfill crashed'))
-          .finally(() => { active.delete(r.id); });
+          .finally(() => {
+            active.delete(r.id);
+            if (ran) scan(); // a request that came in while it finished
+          });
         active.set(r.id, job);
       }
     })().catch((err) => ctx.log.error({ err }, 'backfill scan failed')).finally(() => {

@@ -10,9 +10,9 @@ const SLACK_MS = 2 * 60 * 1000;
 
 export interface FetchedMessage { event: ProviderEvent; recent: boolean; timestampMs: number }
 
-/** Waits for the account's rate slot before each TikTok call (backfill shares the sender's gate). */
-export type Pace = () => Promise<void>;
-const unpaced: Pace = async () => undefined;
+/** Runs each TikTok call in the account's rate budget (backfill shares the sender's gate). */
+export type Pace = <T>(call: () => Promise<T>) => Promise<T>;
+const unpaced: Pace = (call) => call();
 
 /**
  * Conversations updated at or after `floorMs`, from both lists (STRANGER: not yet answered;
@@ -24,7 +24,7 @@ export async function listConversationIds(ctx: AppContext, account: AccountRow, 
   for (const type of ['STRANGER', 'SINGLE'] as const) {
     let cursor = 0;
     for (let page = 0; page < 50; page++) {
-      const res = await withAccessToken(ctx, account.id, async (t) => { await pace(); return client.listConversations(t, account.external_id, type, cursor); });
+      const res = await withAccessToken(ctx, account.id, (t) => pace(() => client.listConversations(t, account.external_id, type, cursor)));
       for (const c of res.conversations ?? []) {
         const updated = Number(c.update_time ?? c.up_time ?? 0);
         const updatedMs = updated < 1e12 ? updated * 1000 : updated;
@@ -40,7 +40,7 @@ export async function listConversationIds(ctx: AppContext, account: AccountRow, 
 /** A conversation's latest messages (TikTok gives at most 20), oldest first; `recent` from `recentFromMs` on. */
 export async function fetchConversation(ctx: AppContext, account: AccountRow, conversationId: string, recentFromMs: number, pace: Pace = unpaced): Promise<FetchedMessage[]> {
   const client = tiktokClient(ctx.config);
-  const { messages, participants } = await withAccessToken(ctx, account.id, async (t) => { await pace(); return client.listMessages(t, account.external_id, conversationId); });
+  const { messages, participants } = await withAccessToken(ctx, account.id, (t) => pace(() => client.listMessages(t, account.external_id, conversationId)));
   const sorted = [...(messages ?? [])].sort((a, b) => a.timestamp - b.timestamp);
   return sorted.map((m) => ({
     event: decodeRestMessage(m, conversationId, participants ?? [], account.external_id), recent: m.timestamp >= recentFromMs, timestampMs: m.timestamp,

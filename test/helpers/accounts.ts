@@ -63,7 +63,7 @@ export async function account(gw: TestGateway, id: string): Promise<Record<strin
   return res.body;
 }
 
-export async function waitBackfill(gw: TestGateway, id: string, after?: string, timeoutMs = 20000): Promise<Record<string, any>> {
+export async function waitBackfill(gw: TestGateway, id: string, after?: string, timeoutMs = 40000): Promise<Record<string, any>> {
   return waitFor(`the backfill of ${id}`, async () => {
     const a = await account(gw, id);
     const b = a.backfill;
