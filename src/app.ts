@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyError } from 
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import cookie from '@fastify/cookie';
+import { Ajv } from 'ajv';
 import { ApiError, errorBody } from './core/errors.js';
 import { newId } from './core/ids.js';
 import { ErrorSchema } from './http/schemas.js';
@@ -21,7 +22,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     genReqId: () => newId('req'),
     bodyLimit: 10 * 1024 * 1024,
     trustProxy: true,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
   }) as unknown as FastifyInstance;
 
   app.addSchema(ErrorSchema);
@@ -52,6 +53,23 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   await app.register(systemRoutes(ctx));
   await registerFeatures(app, ctx, keys);
   return app;
+}
+
+/**
+ * Request validation for every encapsulation context (contexts that add shared schemas get their
+ * own compiler, built here too). Query strings, params and headers arrive as text and need
+ * coercion ("20" -> 20); JSON bodies have types, and coercing them would silently turn
+ * {"text": 123} into "123". Unknown body fields are refused, never silently dropped.
+ */
+function buildValidator(externalSchemas: Record<string, object> = {}) {
+  const options = { useDefaults: true, removeAdditional: false as const, allErrors: false, strict: false };
+  const body = new Ajv({ ...options, coerceTypes: false });
+  const text = new Ajv({ ...options, coerceTypes: 'array' });
+  for (const schema of Object.values(externalSchemas)) {
+    body.addSchema(schema);
+    text.addSchema(schema);
+  }
+  return ({ schema, httpPart }: { schema: object; httpPart?: string }) => (httpPart === 'body' ? body : text).compile(schema);
 }
 
 function toApiError(err: FastifyError | ApiError): ApiError {

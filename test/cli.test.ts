@@ -27,7 +27,11 @@ describe('command line and sandbox mode', () => {
   let sink: Sink;
 
   afterAll(async () => {
-    server?.kill('SIGTERM');
+    if (server && server.exitCode === null) {
+      const exited = new Promise((r) => server!.once('exit', r));
+      server.kill('SIGTERM');
+      await exited;
+    }
     await sink?.close();
     await storage?.drop();
   });

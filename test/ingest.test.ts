@@ -174,6 +174,21 @@ describe('inbound TikTok webhooks', () => {
     expect(strangerRow.status).toBe('ignored');
   });
 
+  it('edits a contact\'s notes and attributes, and refuses bad input without changing anything', async () => {
+    const contacts = await gw.api('GET', '/v1/contacts?q=alice');
+    const alice = contacts.body.data.find((c: any) => c.username === 'alice');
+    const set = await gw.api('PATCH', `/v1/contacts/${alice.id}`, { notes: 'Wears M', attributes: { vip: true, city: 'Jakarta' } });
+    expect(set.status).toBe(200);
+    expect(set.body).toMatchObject({ notes: 'Wears M', attributes: { vip: true, city: 'Jakarta' } });
+    const removed = await gw.api('PATCH', `/v1/contacts/${alice.id}`, { attributes: { city: null } });
+    expect(removed.body.attributes).toEqual({ vip: true });
+    const bad = await gw.api('PATCH', `/v1/contacts/${alice.id}`, { notes: 'x', colour: 'red' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.code).toBe('invalid_request');
+    const after = await gw.api('GET', `/v1/contacts/${alice.id}`);
+    expect(after.body).toMatchObject({ notes: 'Wears M', attributes: { vip: true } });
+  });
+
   it('lists the event log with cursor pagination', async () => {
     const page1 = await gw.api('GET', '/v1/events?limit=2');
     expect(page1.status).toBe(200);

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
-import { notFound } from '../core/errors.js';
+import { invalid, notFound } from '../core/errors.js';
+import { parseJson } from '../db/database.js';
 import { IdParams, Nullable, errorResponses, listOf } from '../http/schemas.js';
 import { cursorFilter, pageOf } from '../http/pagination.js';
 import { contactView } from '../messaging/views.js';
@@ -12,6 +13,12 @@ const ContactSchema = Type.Object({
   notes: Nullable(Type.String()), created_at: Nullable(Type.String()),
   conversations: Type.Optional(Type.Array(Type.Object({ id: Type.String(), account_id: Type.String(), status: Type.String() }))),
 }, { $id: 'Contact' });
+
+/**
+ * A type list, not an anyOf: with the API's query-string coercion, Ajv coerces into the first anyOf
+ * branch that accepts a value (true -> "true"), but leaves a value alone when its type is listed.
+ */
+const AttributeValue = Type.Unsafe<string | number | boolean | null>({ type: ['string', 'number', 'boolean', 'null'], maxLength: 1000 });
 
 /** Contacts, with where they came from (first referral) and their conversations. */
 export function contactRoutes(ctx: AppContext): FastifyPluginAsync {
@@ -33,6 +40,32 @@ export function contactRoutes(ctx: AppContext): FastifyPluginAsync {
       const rows = await cursorFilter(qb, 'id', q.cursor, 'desc').orderBy('id', 'desc').limit((q.limit ?? 50) + 1).execute();
       return pageOf(rows, q.limit ?? 50, (r) => r.id, contactView);
     });
+    app.patch('/contacts/:id', {
+      schema: {
+        tags: ['contacts'], summary: "Edit a contact's notes and custom attributes (attributes merge; null removes a key)",
+        params: IdParams,
+        body: Type.Object({
+          notes: Type.Optional(Nullable(Type.String({ maxLength: 10000 }))),
+          attributes: Type.Optional(Type.Record(Type.String({ maxLength: 100 }), AttributeValue)),
+        }, { additionalProperties: false }),
+        response: { 200: Type.Ref(ContactSchema), ...errorResponses(400, 401, 404) },
+      },
+    }, async (req) => {
+      const { id } = req.params as { id: string };
+      const body = req.body as { notes?: string | null; attributes?: Record<string, string | number | boolean | null> };
+      const c = await ctx.database.db.selectFrom('contacts').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!c) throw notFound('contact', id);
+      const attributes = { ...parseJson<Record<string, unknown>>(c.attributes, {}) };
+      for (const [k, v] of Object.entries(body.attributes ?? {})) {
+        if (v === null) delete attributes[k]; else attributes[k] = v;
+      }
+      if (Object.keys(attributes).length > 100) throw invalid('a contact holds at most 100 attributes', { field: 'attributes' });
+      const patch = { attributes: JSON.stringify(attributes), ...(body.notes !== undefined ? { notes: body.notes } : {}), updated_at: ctx.clock() };
+      await ctx.database.db.updateTable('contacts').set(patch).where('id', '=', id).execute();
+      const conversations = await ctx.database.db.selectFrom('conversations').select(['id', 'account_id', 'status']).where('contact_id', '=', id).orderBy('id', 'desc').execute();
+      return { ...contactView({ ...c, ...patch }), conversations };
+    });
+
     app.get('/contacts/:id', {
       schema: { tags: ['contacts'], params: IdParams, response: { 200: Type.Ref(ContactSchema), ...errorResponses(401, 404) } },
     }, async (req) => {

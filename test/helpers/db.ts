@@ -16,7 +16,7 @@ export interface TestStorage {
 export async function freshStorage(): Promise<TestStorage> {
   const dataDir = mkdtempSync(join(tmpdir(), 'dmgate-test-'));
   if (TEST_DB === 'sqlite') {
-    return { dataDir, databaseUrl: '', drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
+    return { dataDir, databaseUrl: '', drop: async () => rmSync(dataDir, { recursive: true, force: true, maxRetries: 5 }) };
   }
   const base = process.env.DATABASE_URL_TEST;
   if (!base) throw new Error('DATABASE_URL_TEST is not set: the postgres project needs it');
@@ -35,7 +35,7 @@ export async function freshStorage(): Promise<TestStorage> {
       await c.connect();
       await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       await c.end();
-      rmSync(dataDir, { recursive: true, force: true });
+      rmSync(dataDir, { recursive: true, force: true, maxRetries: 5 });
     },
   };
 }

@@ -75,21 +75,71 @@ export function ContactPanel({ conversationId, onClose }: { conversationId: stri
               </ul>
             ) : <p className="muted small">None</p>}
           </section>
-          <section>
-            <h3>Notes</h3>
-            {contact.notes ? <p className="notes small">{contact.notes}</p> : <p className="muted small">No notes</p>}
-          </section>
+          <NotesEditor contact={contact} onSaved={setContact} />
           <section>
             <h3>Attributes</h3>
             {attrs.length ? (
               <dl className="attrs small">
-                {attrs.map(([k, v]) => <div key={k}><dt>{k}</dt><dd>{typeof v === 'string' ? v : JSON.stringify(v)}</dd></div>)}
+                {attrs.map(([k, v]) => (
+                  <div key={k}>
+                    <dt>{k}</dt>
+                    <dd>
+                      {typeof v === 'string' ? v : JSON.stringify(v)}{' '}
+                      <button type="button" className="ghost small" aria-label={`Remove attribute ${k}`}
+                        onClick={() => void api<Contact>('PATCH', `/v1/contacts/${contact.id}`, { attributes: { [k]: null } }).then(setContact, (err) => setError(errorText(err)))}>×</button>
+                    </dd>
+                  </div>
+                ))}
               </dl>
             ) : <p className="muted small">No attributes</p>}
+            <AttributeAdder contactId={contact.id} onSaved={setContact} onError={setError} />
           </section>
           {contact.created_at && <p className="muted small">Contact since {fullTime(contact.created_at)}</p>}
         </>
       )}
     </aside>
+  );
+}
+
+/** Team notes about the customer, saved on demand (shared by every agent). */
+function NotesEditor({ contact, onSaved }: { contact: Contact; onSaved(c: Contact): void }) {
+  const [draft, setDraft] = useState(contact.notes ?? '');
+  const [state, setState] = useState<'idle' | 'saving' | 'saved' | string>('idle');
+  useEffect(() => { setDraft(contact.notes ?? ''); setState('idle'); }, [contact.id, contact.notes]);
+  const dirty = draft !== (contact.notes ?? '');
+  const save = () => {
+    setState('saving');
+    api<Contact>('PATCH', `/v1/contacts/${contact.id}`, { notes: draft.trim() ? draft : null })
+      .then((c) => { onSaved(c); setState('saved'); }, (err) => setState(errorText(err)));
+  };
+  return (
+    <section>
+      <h3><label htmlFor="contact-notes">Notes</label></h3>
+      <textarea id="contact-notes" className="notes-input small" rows={3} value={draft} maxLength={10000}
+        placeholder="Sizes, preferences, order numbers…" onChange={(e) => { setDraft(e.target.value); setState('idle'); }} />
+      <div className="row-actions">
+        <button type="button" className="small" disabled={!dirty || state === 'saving'} onClick={save}>Save notes</button>
+        <span className="muted small" role="status">{state === 'saving' ? 'Saving…' : state === 'saved' ? 'Saved' : state === 'idle' ? '' : state}</span>
+      </div>
+    </section>
+  );
+}
+
+function AttributeAdder({ contactId, onSaved, onError }: { contactId: string; onSaved(c: Contact): void; onError(e: string): void }) {
+  const [key, setKey] = useState('');
+  const [value, setValue] = useState('');
+  return (
+    <form className="attr-add" onSubmit={(e) => {
+      e.preventDefault();
+      if (!key.trim()) return;
+      api<Contact>('PATCH', `/v1/contacts/${contactId}`, { attributes: { [key.trim()]: value } })
+        .then((c) => { onSaved(c); setKey(''); setValue(''); }, (err) => onError(errorText(err)));
+    }}>
+      <label className="sr-only" htmlFor="attr-key">Attribute name</label>
+      <input id="attr-key" className="small" placeholder="name" value={key} maxLength={100} onChange={(e) => setKey(e.target.value)} />
+      <label className="sr-only" htmlFor="attr-value">Attribute value</label>
+      <input id="attr-value" className="small" placeholder="value" value={value} maxLength={1000} onChange={(e) => setValue(e.target.value)} />
+      <button type="submit" className="small" disabled={!key.trim()}>Add</button>
+    </form>
   );
 }
