@@ -23,6 +23,7 @@ export class InboundLog {
   private scheduled = false;
   private readonly maxInFlight: number;
   private insertSqlite?: (rows: InboundRow[]) => void;
+  private retry: NodeJS.Timeout | null = null;
 
   constructor(private readonly database: Database, private readonly onCommitted: (batchSize: number) => void) {
     this.maxInFlight = database.dialect === 'postgres' ? 4 : 1;
@@ -47,6 +48,12 @@ export class InboundLog {
   }
 
   private async flush(): Promise<void> {
+    if (this.database.sqlite?.inTransaction) {
+      // Someone holds a transaction on the shared connection across an await. Writing now would
+      // nest our rows in it (a savepoint): acknowledged before durable, lost if it rolls back.
+      this.retry ??= setTimeout(() => { this.retry = null; this.schedule(); }, 1);
+      return;
+    }
     const batch = this.queue.splice(0, 500);
     if (!batch.length) return;
     this.flushing++;
