@@ -8,7 +8,8 @@ import { tiktokClient } from '../providers/tiktok/provider.js';
 import { checkImage, checkTemplate, checkText, decodeBase64, templateAsText, tooLarge, IMAGE_MAX_BYTES, type Template, type TemplateInput } from './content.js';
 import { fetchImage } from './image-fetch.js';
 import { conversationsRepliedToday, isOutbound, isUniqueViolation, repliedToday, requestHash, utcDayStart, DAY_MS } from './queue.js';
-import { gateFor } from './rate-gate.js';
+import { gateFor, paced } from './rate-gate.js';
+import { committerFor, type Op } from './committer.js';
 import { iso, type ConversationRow, type MessageRow } from './views.js';
 import { WINDOW_POLICIES, windowAt, type WindowState } from './window.js';
 
@@ -70,19 +71,21 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
   const policy = WINDOW_POLICIES[ctx.config.tiktokWindowPolicy];
   const repliedBefore = policy.unlimitedAfterReply ? await businessRepliedBefore(ctx, conv) : false;
   throwIfBlocked(windowAt(policy, { lastInboundAt: conv.last_inbound_at, outboundSinceInbound: conv.outbound_since_inbound, repliedBefore }, now), conv, policy.windowMs);
-  const newToday = !(await repliedToday(ctx.database.db, conv.id, now));
+  const day = Math.floor(utcDayStart(now) / DAY_MS);
+  const newToday = repliedDays(ctx).get(conv.id) !== day && !(await repliedToday(ctx.database.db, conv.id, now));
   if (newToday) await checkDailyCap(ctx, ctx.database.db, conv.account_id, now);
   const image = req.type === 'image' ? await resolveImage(ctx, req.image!, conv.account_id) : null;
   if (image) await checkImageCapability(ctx, conv, conv.business_id, now);
 
-  const id = newId('msg', now);
   const extra: Record<string, unknown> = {};
   if (shape.template) extra.template = shape.template;
   if (req.share_post) extra.share_post = { item_id: req.share_post.item_id };
   if (replyTo) extra.reply_to_provider_id = replyTo.provider_message_id;
   const mediaId = image ? newId('med', now) : null;
   const row: MessageRow = {
-    id, conversation_id: conv.id, account_id: conv.account_id, direction: 'outbound', provider_message_id: null,
+    // The id is taken under the conversation's lock (below): id order is then the order replies
+    // took their quota, which is the order the sender keeps per conversation.
+    id: '', conversation_id: conv.id, account_id: conv.account_id, direction: 'outbound', provider_message_id: null,
     type: req.type, text: shape.text, extra: Object.keys(extra).length ? JSON.stringify(extra) : null,
     media: image ? JSON.stringify({ id: mediaId, kind: 'image', url: `/v1/media/${mediaId}`, content_type: image.contentType, size: image.bytes?.length ?? null }) : null,
     source: opts.source, status: 'queued', error: null, idempotency_key: key, request_hash: key ? hash : null,
@@ -90,25 +93,30 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
     provider_timestamp: null, created_at: now, updated_at: now,
   };
 
+  // Every check in here comes before the first write: a refusal leaves the transaction clean.
+  const write: Op<void> = async (tx) => {
+    // The quota is taken atomically with the insert: concurrent requests see each other.
+    const fresh = await lockConversation(ctx, tx, conv.id);
+    throwIfBlocked(windowAt(policy, { lastInboundAt: fresh.last_inbound_at, outboundSinceInbound: fresh.outbound_since_inbound, repliedBefore }, now), fresh, policy.windowMs);
+    if (newToday && !(await repliedToday(tx, conv.id, now))) {
+      if (ctx.database.dialect === 'postgres') await tx.selectFrom('accounts').select('id').where('id', '=', conv.account_id).forUpdate().execute();
+      await checkDailyCap(ctx, tx, conv.account_id, now);
+    }
+    await tx.updateTable('conversations').set({ outbound_since_inbound: fresh.outbound_since_inbound + 1, updated_at: now }).where('id', '=', conv.id).execute();
+    row.id = newId('msg', now);
+    await tx.insertInto('messages').values(row).execute();
+    if (image && mediaId) {
+      await tx.insertInto('media').values({
+        id: mediaId, message_id: row.id, account_id: conv.account_id, provider_media_id: image.providerMediaId,
+        content_type: image.contentType, size: image.bytes?.length ?? null, data: image.bytes, created_at: now,
+      }).execute();
+    }
+  };
   try {
-    await ctx.database.db.transaction().execute(async (tx) => {
-      // The quota is taken atomically with the insert: concurrent requests see each other.
-      const fresh = await lockConversation(ctx, tx, conv.id);
-      const before = policy.unlimitedAfterReply ? repliedBefore : false;
-      throwIfBlocked(windowAt(policy, { lastInboundAt: fresh.last_inbound_at, outboundSinceInbound: fresh.outbound_since_inbound, repliedBefore: before }, now), fresh, policy.windowMs);
-      if (newToday && !(await repliedToday(tx, conv.id, now))) {
-        if (ctx.database.dialect === 'postgres') await tx.selectFrom('accounts').select('id').where('id', '=', conv.account_id).forUpdate().execute();
-        await checkDailyCap(ctx, tx, conv.account_id, now);
-      }
-      await tx.updateTable('conversations').set({ outbound_since_inbound: fresh.outbound_since_inbound + 1, updated_at: now }).where('id', '=', conv.id).execute();
-      await tx.insertInto('messages').values(row).execute();
-      if (image && mediaId) {
-        await tx.insertInto('media').values({
-          id: mediaId, message_id: id, account_id: conv.account_id, provider_media_id: image.providerMediaId,
-          content_type: image.contentType, size: image.bytes?.length ?? null, data: image.bytes, created_at: now,
-        }).execute();
-      }
-    });
+    // SQLite: group-committed with other accepts and the sender's writes (one disk sync for many).
+    // Postgres: a transaction of its own; the server group-commits concurrent ones.
+    if (ctx.database.dialect === 'sqlite') await committerFor(ctx).run(write);
+    else await ctx.database.db.transaction().execute((tx) => write(tx, []));
   } catch (err) {
     if (key && isUniqueViolation(err)) {
       const replay = await findReplay(ctx, key, hash);
@@ -116,8 +124,22 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
     }
     throw err;
   }
+  rememberReplied(ctx, conv.id, day);
   ctx.bus.notify('outbound', conv.account_id);
   return { message: row, replayed: false };
+}
+
+/** Conversations this process accepted a reply for, by UTC day: spares the "replied today?" read. */
+const replied = new WeakMap<AppContext, Map<string, number>>();
+function repliedDays(ctx: AppContext): Map<string, number> {
+  let m = replied.get(ctx);
+  if (!m) replied.set(ctx, m = new Map());
+  return m;
+}
+function rememberReplied(ctx: AppContext, conversationId: string, day: number): void {
+  const m = repliedDays(ctx);
+  if (m.size > 100_000) m.clear();
+  m.set(conversationId, day);
 }
 
 async function findReplay(ctx: AppContext, key: string, hash: string): Promise<MessageRow | null> {
@@ -253,10 +275,8 @@ async function checkImageCapability(ctx: AppContext, conv: ConversationRow, busi
     const client = tiktokClient(ctx.config);
     const gate = gateFor(ctx, conv.account_id);
     try {
-      allowed = await withAccessToken(ctx, conv.account_id, async (token) => {
-        await gate.take();
-        return client.canSendImages(token, businessId, conv.external_id, conv.last_outbound_at ? 'SINGLE' : 'STRANGER');
-      });
+      allowed = await withAccessToken(ctx, conv.account_id, (token) => paced(gate, () =>
+        client.canSendImages(token, businessId, conv.external_id, conv.last_outbound_at ? 'SINGLE' : 'STRANGER')));
     } catch (err) {
       if (err instanceof ApiError) throw err;
       throw new ApiError('provider_error', 'TikTok did not answer whether this conversation can receive images; try again', {

@@ -1,91 +1,217 @@
+import { sql, type RawBuilder } from 'kysely';
 import type { AppContext } from '../context.js';
+import { ApiError } from '../core/errors.js';
 import type { Tx } from '../db/database.js';
 import { appendEvents } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
 
 /**
- * Group commit for the sender: state changes (claims, results, retries) from many concurrent
- * sends are written in one transaction, with their events (the outbox), instead of paying one
- * commit each. Each operation still learns its own outcome: if the batch fails, its operations are
- * replayed one per transaction so one bad row cannot sink the others.
+ * Group commit for the outbound path: state changes from many concurrent requests and sends
+ * (accepts, claims, results, retries) are written in one transaction with their events (the
+ * outbox), instead of paying one durable commit each; the hottest two kinds (claims and results)
+ * are one statement for the whole batch.
+ *
+ * Each operation still learns its own outcome. An operation may refuse with an ApiError before it
+ * writes anything (an accept over quota): only that operation fails. Any other error aborts the
+ * batch, which is then replayed one operation per transaction, so one bad row sinks nothing else.
  */
 export type Op<T> = (tx: Tx, events: EventInput[]) => Promise<T>;
 
-interface Pending {
-  op: Op<unknown>;
-  resolve: (v: unknown) => void;
-  reject: (e: unknown) => void;
+export interface Claim { id: string; event: (attempts: number) => EventInput }
+
+export interface SentRecord {
+  id: string;
+  conversationId: string;
+  providerMessageId: string;
+  providerTs: number;
+  preview: string;
+  /** Events for the outcome: the caller knows whether the customer had already read it. */
+  events: (read: boolean) => EventInput[];
+  /** The careful version, used when the batch statement fails (an echo took the TikTok id). */
+  fallback: Op<void>;
 }
 
+type Item =
+  | { kind: 'op'; op: Op<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void }
+  | { kind: 'claim'; claim: Claim; resolve: (v: unknown) => void; reject: (e: unknown) => void }
+  | { kind: 'sent'; sent: SentRecord; resolve: (v: unknown) => void; reject: (e: unknown) => void };
+
 /** Keeps one transaction short: on SQLite it holds the only connection (and the event loop). */
-const MAX_BATCH = 128;
+const MAX_BATCH = 256;
 
 export class Committer {
-  private queue: Pending[] = [];
-  private running: Promise<void> | null = null;
+  private queue: Item[] = [];
+  private running = 0;
+  private idleWaiters: (() => void)[] = [];
+  private readonly parallel: number;
 
-  constructor(private readonly ctx: AppContext) {}
+  constructor(private readonly ctx: AppContext) {
+    // SQLite has one writer; Postgres commits from several connections at once.
+    this.parallel = ctx.database.dialect === 'postgres' ? 4 : 1;
+  }
 
   run<T>(op: Op<T>): Promise<T> {
+    return this.push((resolve, reject) => ({ kind: 'op', op: op as Op<unknown>, resolve, reject }));
+  }
+
+  /** queued → sending; resolves false when the row was no longer queued. */
+  claim(claim: Claim): Promise<boolean> {
+    return this.push((resolve, reject) => ({ kind: 'claim', claim, resolve, reject }));
+  }
+
+  sent(sent: SentRecord): Promise<void> {
+    return this.push((resolve, reject) => ({ kind: 'sent', sent, resolve, reject }));
+  }
+
+  /** Resolves when everything queued so far is written. */
+  idle(): Promise<void> {
+    if (!this.running && !this.queue.length) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private push<T>(make: (resolve: (v: unknown) => void, reject: (e: unknown) => void) => Item): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ op: op as Op<unknown>, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push(make(resolve as (v: unknown) => void, reject));
       this.schedule();
     });
   }
 
   private schedule(): void {
-    if (this.running) return;
-    this.running = new Promise<void>((r) => setImmediate(r)).then(() => this.drain()).finally(() => {
-      this.running = null;
-      // Operations queued while the last batch was finishing.
-      if (this.queue.length) this.schedule();
+    if (this.running >= this.parallel || !this.queue.length) return;
+    this.running++;
+    // setImmediate: everything that arrives in this turn of the event loop joins the batch (and
+    // whatever arrives while a batch commits joins the next one).
+    setImmediate(() => {
+      const batch = this.queue.splice(0, MAX_BATCH);
+      void this.commit(batch).finally(() => {
+        this.running--;
+        if (this.queue.length) this.schedule();
+        else if (!this.running) for (const w of this.idleWaiters.splice(0)) w();
+      });
     });
   }
 
-  /** Resolves when everything queued so far is written. */
-  async idle(): Promise<void> {
-    while (this.running) await this.running;
-  }
-
-  private async drain(): Promise<void> {
-    while (this.queue.length) {
-      const batch = this.queue.splice(0, MAX_BATCH);
-      let appended = 0;
-      try {
-        const results: unknown[] = [];
-        await this.ctx.database.db.transaction().execute(async (tx) => {
-          const events: EventInput[] = [];
-          for (const p of batch) {
+  private async commit(batch: Item[]): Promise<void> {
+    if (!batch.length) return;
+    const outcomes: { ok: boolean; value: unknown }[] = [];
+    let appended = 0;
+    try {
+      await this.ctx.database.db.transaction().execute(async (tx) => {
+        const events: EventInput[] = [];
+        for (let i = 0; i < batch.length;) {
+          const kind = batch[i].kind;
+          let j = i;
+          while (j < batch.length && batch[j].kind === kind && (kind !== 'op' || j === i)) j++;
+          const run = batch.slice(i, j);
+          if (kind === 'claim') outcomes.push(...(await claimAll(tx, run.map((it) => (it as Extract<Item, { kind: 'claim' }>).claim), this.ctx.clock(), events)));
+          else if (kind === 'sent') outcomes.push(...(await sentAll(tx, run.map((it) => (it as Extract<Item, { kind: 'sent' }>).sent), this.ctx.clock(), events)));
+          else {
             const own: EventInput[] = [];
-            results.push(await p.op(tx, own));
-            events.push(...own);
-          }
-          appended = (await appendEvents(tx, events, this.ctx.clock())).length;
-        });
-        batch.forEach((p, i) => p.resolve(results[i]));
-      } catch (batchErr) {
-        if (batch.length === 1) {
-          batch[0].reject(batchErr);
-        } else {
-          for (const p of batch) {
             try {
-              let result: unknown;
-              await this.ctx.database.db.transaction().execute(async (tx) => {
-                const own: EventInput[] = [];
-                result = await p.op(tx, own);
-                appended += (await appendEvents(tx, own, this.ctx.clock())).length;
-              });
-              p.resolve(result);
+              outcomes.push({ ok: true, value: await (run[0] as Extract<Item, { kind: 'op' }>).op(tx, own) });
+              events.push(...own);
             } catch (err) {
-              p.reject(err);
+              // A refusal before any write leaves the transaction clean; anything else aborts it.
+              if (!(err instanceof ApiError)) throw err;
+              outcomes.push({ ok: false, value: err });
             }
           }
+          i = j;
         }
+        appended = (await appendEvents(tx, events, this.ctx.clock())).length;
+      });
+    } catch (batchErr) {
+      if (batch.length === 1 && batch[0].kind !== 'sent') {
+        batch[0].reject(batchErr);
+        return;
       }
-      if (appended) {
-        this.ctx.bus.notify('deliveries');
-        this.ctx.bus.notify('events');
-      }
+      this.ctx.log.debug({ err: batchErr, size: batch.length }, 'outbound batch failed; replaying one by one');
+      for (const item of batch) appended += await this.single(item);
+      this.notify(appended);
+      return;
+    }
+    batch.forEach((item, i) => (outcomes[i].ok ? item.resolve(outcomes[i].value) : item.reject(outcomes[i].value)));
+    this.notify(appended);
+  }
+
+  private async single(item: Item): Promise<number> {
+    const op: Op<unknown> = item.kind === 'op' ? item.op
+      : item.kind === 'sent' ? item.sent.fallback
+      : async (tx, events) => (await claimAll(tx, [item.claim], this.ctx.clock(), events))[0].value;
+    try {
+      let value: unknown;
+      let n = 0;
+      await this.ctx.database.db.transaction().execute(async (tx) => {
+        const own: EventInput[] = [];
+        value = await op(tx, own);
+        n = (await appendEvents(tx, own, this.ctx.clock())).length;
+      });
+      item.resolve(value);
+      return n;
+    } catch (err) {
+      item.reject(err);
+      return 0;
     }
   }
+
+  private notify(appended: number): void {
+    if (!appended) return;
+    this.ctx.bus.notify('deliveries');
+    this.ctx.bus.notify('events');
+  }
+}
+
+async function claimAll(tx: Tx, claims: Claim[], now: number, events: EventInput[]): Promise<{ ok: boolean; value: unknown }[]> {
+  const rows = await tx.updateTable('messages').set({ status: 'sending', attempts: sql<number>`attempts + 1`, updated_at: now })
+    .where('id', 'in', claims.map((c) => c.id)).where('status', '=', 'queued').returning(['id', 'attempts']).execute();
+  const got = new Map(rows.map((r) => [r.id, Number(r.attempts)]));
+  return claims.map((c) => {
+    const attempts = got.get(c.id);
+    if (attempts === undefined) return { ok: true, value: false };
+    events.push(c.event(attempts));
+    return { ok: true, value: true };
+  });
+}
+
+/** One CASE over ids: `case id when a then x when b then y end`, typed for both dialects. */
+function caseById(pairs: [string, string | number][], type: 'text' | 'bigint'): RawBuilder<unknown> {
+  return sql`case id ${sql.join(pairs.map(([id, v]) => sql`when ${id} then cast(${v} as ${sql.raw(type)})`), sql` `)} end`;
+}
+
+async function sentAll(tx: Tx, sents: SentRecord[], now: number, events: EventInput[]): Promise<{ ok: boolean; value: unknown }[]> {
+  const convIds = [...new Set(sents.map((s) => s.conversationId))];
+  const readAt = new Map((await tx.selectFrom('conversations').select(['id', 'customer_read_at']).where('id', 'in', convIds).execute())
+    .map((r) => [r.id, r.customer_read_at ?? 0]));
+  const read = sents.map((s) => (readAt.get(s.conversationId) ?? 0) >= s.providerTs);
+  const ids = sents.map((s) => s.id);
+  await sql`update messages set
+      status = ${caseById(sents.map((s, i) => [s.id, read[i] ? 'read' : 'sent']), 'text')},
+      provider_message_id = ${caseById(sents.map((s) => [s.id, s.providerMessageId]), 'text')},
+      provider_timestamp = ${caseById(sents.map((s) => [s.id, s.providerTs]), 'bigint')},
+      next_attempt_at = null, error = null, updated_at = ${now}
+    where id in (${sql.join(ids)})`.execute(tx);
+  // The latest send per conversation (a batch holds at most one per conversation; be safe anyway).
+  const latest = new Map<string, SentRecord>();
+  for (const s of sents) if ((latest.get(s.conversationId)?.providerTs ?? -1) <= s.providerTs) latest.set(s.conversationId, s);
+  const ts = caseById([...latest.values()].map((s) => [s.conversationId, s.providerTs]), 'bigint');
+  const pre = caseById([...latest.values()].map((s) => [s.conversationId, s.preview]), 'text');
+  // Expressions over the row, not values read earlier: accepts and ingest update these rows too.
+  await sql`update conversations set
+      last_outbound_at = case when coalesce(last_outbound_at, 0) < ${ts} then ${ts} else last_outbound_at end,
+      last_message_preview = case when coalesce(last_message_at, 0) <= ${ts} then ${pre} else last_message_preview end,
+      last_message_at = case when coalesce(last_message_at, 0) < ${ts} then ${ts} else last_message_at end,
+      first_unanswered_at = case when coalesce(last_inbound_at, 0) <= ${ts} then null else first_unanswered_at end,
+      updated_at = ${now}
+    where id in (${sql.join(convIds)})`.execute(tx);
+  sents.forEach((s, i) => events.push(...s.events(read[i])));
+  return sents.map(() => ({ ok: true, value: undefined }));
+}
+
+const registry = new WeakMap<AppContext, Committer>();
+
+/** The process's outbound committer (accepts on SQLite and the sender share it: one writer). */
+export function committerFor(ctx: AppContext): Committer {
+  let c = registry.get(ctx);
+  if (!c) registry.set(ctx, c = new Committer(ctx));
+  return c;
 }

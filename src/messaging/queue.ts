@@ -35,6 +35,14 @@ export function idFloor(prefix: string, ms: number): string {
   return `${prefix}_${out}${'0'.repeat(16)}`;
 }
 
+/** The creation time (ms) an id encodes. */
+export function idTime(id: string): number {
+  const body = id.slice(id.indexOf('_') + 1, id.indexOf('_') + 11);
+  let t = 0;
+  for (const ch of body) t = t * 32 + ALPHABET.indexOf(ch);
+  return t;
+}
+
 /** Stable JSON (sorted keys) hashed: two bodies that mean the same thing hash the same. */
 export function requestHash(value: unknown): string {
   const canon = (v: unknown): unknown => {

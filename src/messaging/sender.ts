@@ -12,10 +12,10 @@ import { classifyTiktokError, TiktokApiError, TiktokNetworkError } from '../prov
 import type { SendBody } from '../providers/tiktok/api-client.js';
 import { tiktokClient } from '../providers/tiktok/provider.js';
 import type { Worker } from '../runtime.js';
-import { Committer } from './committer.js';
+import { committerFor, type Committer } from './committer.js';
 import { templateAsText, type Template } from './content.js';
-import { isPending, preview, statusEvent } from './queue.js';
-import { gateFor } from './rate-gate.js';
+import { idFloor, idTime, isOutbound, isPending, preview, statusEvent } from './queue.js';
+import { gateFor, paced } from './rate-gate.js';
 import { iso, messageView, type MessageRow } from './views.js';
 import { WINDOW_POLICIES, windowAt } from './window.js';
 
@@ -50,7 +50,15 @@ const LEASE_MS = 30_000;
 /** Claim a reply this long before its rate slot, so the claim's commit is done when the slot comes. */
 const CLAIM_LEAD_MS = 40;
 const MAX_INFLIGHT_PER_ACCOUNT = 16;
-const FETCH_LIMIT = 32;
+/** Pending replies of one account read at once (oldest first); the rest wait for the next read. */
+const FETCH_LIMIT = 500;
+/** How often a lane reads replies accepted meanwhile: with little work in hand, and with a second's worth. */
+const REFETCH_MS = 20;
+const BUSY_REFETCH_MS = 1000;
+/** A lane re-reads its whole queue at most this often (else only what is new). */
+const FULL_REFETCH_MS = 10_000;
+/** Ids of replies accepted by other processes may be this much older than ours. */
+const ID_SKEW_MS = 2_000;
 const TOKEN_CACHE_MS = 30_000;
 /** A `sending` row untouched this long belongs to a process that died mid-send. */
 const STALE_SENDING_MS = 120_000;
@@ -81,6 +89,8 @@ export interface Candidate {
   contact_display_name: string | null;
   contact_is_follower: number;
 }
+
+type Row = Candidate & { status: string; next_attempt_at: number | null };
 
 interface AccountInfo { id: string; provider: string; external_id: string; status: string }
 
@@ -122,7 +132,7 @@ export class Sender {
   private readonly offs: (() => void)[] = [];
 
   constructor(readonly ctx: AppContext) {
-    this.committer = new Committer(ctx);
+    this.committer = committerFor(ctx);
     this.pg = ctx.database.dialect === 'postgres';
   }
 
@@ -224,7 +234,10 @@ function candidates(db: Tx | AppContext['database']['db']) {
 class Lane {
   private readonly inflight = new Map<string, string>(); // conversation id → message id
   private readonly tasks = new Set<Promise<void>>();
-  private buffer: Candidate[] = [];
+  /** The account's pending replies as last read (oldest first), kept current as sends complete. */
+  private rows: Row[] | null = null;
+  private fetchedAt = 0;
+  private fullFetchedAt = 0;
   private running: Promise<void> | null = null;
   private dirty = false;
   private readonly signal = new Signal();
@@ -247,6 +260,7 @@ class Lane {
     this.account = null;
   }
 
+  /** New or changed replies for this account: read the queue again (soon) and run. */
   poke(): void {
     if (this.sender.stopped || this.stopping) return;
     this.lastActive = Date.now();
@@ -289,6 +303,7 @@ class Lane {
     if (this.leasedUntil - now > LEASE_MS / 2) return true;
     const ok = await tryAcquireLease(this.ctx.database, leaseName(this.accountId), this.sender.owner, LEASE_MS, this.ctx.clock());
     this.leasedUntil = ok ? now + LEASE_MS : 0;
+    if (!ok) this.rows = null;
     return ok;
   }
 
@@ -296,32 +311,49 @@ class Lane {
     while (!this.sender.stopped && !this.stopping) {
       if (!(await this.holdLease())) return; // another process sends for this account
       if (this.inflight.size >= MAX_INFLIGHT_PER_ACCOUNT) { await this.signal.wait(); continue; }
-      let c = this.next();
-      if (!c) {
+      // Read the queue: all of it when nothing is known (or every FULL_REFETCH_MS while told of
+      // changes); otherwise only the replies accepted since the last read, and only as often as
+      // needed: a lane with a second of work in hand reads at most every BUSY_REFETCH_MS (what is
+      // new queues behind it anyway), an idle one at once (a burst of accepts costs one read).
+      const sinceFetch = Date.now() - this.fetchedAt;
+      if (this.rows === null || (this.dirty && sinceFetch >= (this.ready() >= this.ctx.config.tiktokQps ? BUSY_REFETCH_MS : REFETCH_MS))) {
         this.dirty = false;
         const account = await this.loadAccount();
         if (account.status !== 'active') { await this.holdAll(null, holdReason(account.status)); return; }
-        this.buffer = await this.fetch();
-        c = this.next();
-        if (!c) {
-          if (this.inflight.size > 0) { if (!this.dirty) await this.signal.wait(); continue; }
-          if (this.dirty) continue;
-          await this.scheduleNextDue();
-          return;
+        if (this.rows === null || Date.now() - this.fullFetchedAt >= FULL_REFETCH_MS) {
+          this.rows = await this.fetch();
+          this.fullFetchedAt = Date.now();
+        } else {
+          this.merge(await this.fetch(this.maxId()));
         }
+        this.fetchedAt = Date.now();
+      }
+      const c = this.next();
+      if (!c) {
+        if (this.dirty) { await this.signal.wait(Math.max(1, REFETCH_MS - (Date.now() - this.fetchedAt))); continue; }
+        if (this.inflight.size > 0) { await this.signal.wait(); continue; }
+        const due = this.nextDue();
+        if (due !== null) this.wakeLater(due);
+        return;
       }
       const gate = gateFor(this.ctx, this.accountId);
       const slot = gate.reserve();
       const lead = slot - performance.now() - CLAIM_LEAD_MS;
-      if (lead > 0) await sleep(lead);
-      const claimed = await this.claim(c);
-      if (!claimed) { gate.cancel(slot); continue; }
-      this.lastActive = Date.now();
       this.inflight.set(c.conversation_id, c.id);
+      if (lead > 0) await sleep(lead);
+      const claimed = await this.claim(c).catch(() => false);
+      if (!claimed) {
+        // Someone else changed it (a hold, another process): forget what we knew.
+        gate.cancel(slot);
+        this.inflight.delete(c.conversation_id);
+        this.rows = null;
+        continue;
+      }
+      this.lastActive = Date.now();
       const task = this.execute(c, slot)
-        .catch((err) => this.ctx.log.error({ err, message_id: c!.id }, 'sender: recording the outcome failed; the reply stays sending until recovered'))
+        .catch((err) => this.ctx.log.error({ err, message_id: c.id }, 'sender: recording the outcome failed; the reply stays sending until recovered'))
         .finally(() => {
-          this.inflight.delete(c!.conversation_id);
+          this.inflight.delete(c.conversation_id);
           this.tasks.delete(task);
           this.signal.notify();
         });
@@ -329,12 +361,56 @@ class Lane {
     }
   }
 
-  private next(): Candidate | undefined {
-    while (this.buffer.length) {
-      const c = this.buffer.shift()!;
-      if (!this.inflight.has(c.conversation_id)) return c;
+  /** The oldest reply that can go now: the head of a conversation with nothing in flight, due. */
+  private next(): Row | undefined {
+    const now = this.ctx.clock();
+    const heads = new Set<string>();
+    for (const r of this.rows ?? []) {
+      if (heads.has(r.conversation_id)) continue;
+      heads.add(r.conversation_id);
+      if (this.inflight.has(r.conversation_id) || r.status !== 'queued' || (r.next_attempt_at ?? 0) > now) continue;
+      return r;
     }
     return undefined;
+  }
+
+  /** Replies that could go now or after their conversation's current one (a rough measure of work in hand). */
+  private ready(): number {
+    const now = this.ctx.clock();
+    let n = 0;
+    for (const r of this.rows ?? []) if (r.status === 'queued' && (r.next_attempt_at ?? 0) <= now) n++;
+    return n;
+  }
+
+  private maxId(): string | null {
+    const rows = this.rows ?? [];
+    return rows.length ? rows[rows.length - 1].id : null;
+  }
+
+  /** Adds newly read replies (ids not known yet), keeping id order. */
+  private merge(fresh: Row[]): void {
+    if (!fresh.length || !this.rows) return;
+    const known = new Set(this.rows.map((r) => r.id));
+    const add = fresh.filter((r) => !known.has(r.id));
+    if (!add.length) return;
+    this.rows = [...this.rows, ...add].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** When the earliest waiting head (a reply waiting for its retry) becomes due. */
+  private nextDue(): number | null {
+    const heads = new Set<string>();
+    let due: number | null = null;
+    for (const r of this.rows ?? []) {
+      if (heads.has(r.conversation_id)) continue;
+      heads.add(r.conversation_id);
+      if (r.status === 'queued' && r.next_attempt_at !== null) due = due === null ? r.next_attempt_at : Math.min(due, r.next_attempt_at);
+    }
+    return due;
+  }
+
+  /** The reply left the queue (sent or failed for good). */
+  private done(c: Row): void {
+    if (this.rows) this.rows = this.rows.filter((r) => r.id !== c.id);
   }
 
   private async loadAccount(): Promise<AccountInfo> {
@@ -345,39 +421,24 @@ class Lane {
     return this.account;
   }
 
-  /** The heads of this account's conversations that are due: the oldest pending reply of each. */
-  private async fetch(): Promise<Candidate[]> {
-    const now = this.ctx.clock();
-    const busy = [...this.inflight.keys()];
-    let q = candidates(this.ctx.database.db)
-      .where('m.account_id', '=', this.accountId).where(isPending('m')).where('m.status', '=', 'queued').where('m.next_attempt_at', '<=', now)
-      .where(({ not, exists, selectFrom }) => not(exists(
-        selectFrom('messages as p').select('p.id')
-          .whereRef('p.account_id', '=', 'm.account_id').whereRef('p.conversation_id', '=', 'm.conversation_id')
-          .where(isPending('p')).whereRef('p.id', '<', 'm.id'),
-      )));
-    if (busy.length) q = q.where('m.conversation_id', 'not in', busy);
-    return q.orderBy('m.id').limit(FETCH_LIMIT).execute();
-  }
-
-  /** Nothing due now: wake up for the earliest scheduled retry of an unblocked conversation. */
-  private async scheduleNextDue(): Promise<void> {
-    const row = await this.ctx.database.db.selectFrom('messages').select((eb) => eb.fn.min('next_attempt_at').as('at'))
-      .where('account_id', '=', this.accountId).where(isPending()).where('status', '=', 'queued').executeTakeFirst();
-    const at = row?.at === null || row?.at === undefined ? null : Number(row.at);
-    if (at !== null) this.wakeLater(at);
+  /**
+   * The account's pending replies, oldest first (the partial index on pending rows); with `after`,
+   * only those accepted since (ids are time-ordered; a margin covers other processes' clocks).
+   */
+  private async fetch(after: string | null = null): Promise<Row[]> {
+    let q = candidates(this.ctx.database.db).select(['m.status', 'm.next_attempt_at'])
+      .where('m.account_id', '=', this.accountId).where(isPending('m'));
+    if (after) q = q.where(isOutbound('m')).where('m.id', '>', idFloor('msg', idTime(after) - ID_SKEW_MS));
+    return q.orderBy('m.id').limit(FETCH_LIMIT).execute() as Promise<Row[]>;
   }
 
   private claim(c: Candidate): Promise<boolean> {
-    const now = this.ctx.clock();
-    const attempts = c.attempts + 1;
-    return this.sender.committer.run(async (tx, events) => {
-      const res = await tx.updateTable('messages').set({ status: 'sending', attempts, updated_at: now })
-        .where('id', '=', c.id).where('status', '=', 'queued').executeTakeFirst();
-      if (Number(res.numUpdatedRows) !== 1) return false;
-      c.attempts = attempts;
-      events.push(this.status(c, 'sending', null));
-      return true;
+    return this.sender.committer.claim({
+      id: c.id,
+      event: (attempts) => {
+        c.attempts = attempts;
+        return this.status(c, 'sending', null);
+      },
     });
   }
 
@@ -399,20 +460,18 @@ class Lane {
   private async call<T>(slot: number, fn: (token: string) => Promise<T>): Promise<T> {
     const gate = gateFor(this.ctx, this.accountId);
     const token = await this.currentToken();
-    await gate.fire(slot);
     try {
-      return await fn(token);
+      return await paced(gate, () => fn(token), slot);
     } catch (err) {
       if (classifyTiktokError(err) !== 'refresh') throw err;
       this.token = null;
       const fresh = await accessToken(this.ctx, this.accountId, { rejected: token });
       this.token = { value: fresh, at: Date.now() };
-      await gate.take();
-      return fn(fresh);
+      return paced(gate, () => fn(fresh));
     }
   }
 
-  private async execute(c: Candidate, slot: number): Promise<void> {
+  private async execute(c: Row, slot: number): Promise<void> {
     const ctx = this.ctx;
     const gate = gateFor(ctx, this.accountId);
     const policy = WINDOW_POLICIES[ctx.config.tiktokWindowPolicy];
@@ -443,52 +502,67 @@ class Lane {
       const body = sendBody(c, mediaId);
       const providerId = await this.call(sendSlot, (token) => client.send(token, account.external_id, c.conv_external_id, body));
       await this.sent(c, providerId, ctx.clock());
+      this.done(c);
     } catch (err) {
       await this.failed(c, err);
     }
   }
 
   private sent(c: Candidate, providerId: string, ts: number): Promise<void> {
-    const now = this.ctx.clock();
-    return this.sender.committer.run(async (tx, events) => {
-      // The echo may have been recorded on its own if it outlived its deferral (apply.ts): adopt it.
-      const echo = await tx.selectFrom('messages').select(['id', 'counted_in_window']).where('account_id', '=', c.account_id)
-        .where('provider_message_id', '=', providerId).executeTakeFirst();
-      const echoSeen = Boolean(echo && echo.id !== c.id);
-      if (echo && echoSeen) {
-        await tx.deleteFrom('messages').where('id', '=', echo.id).execute();
-        await tx.deleteFrom('media').where('message_id', '=', echo.id).execute();
-      }
-      const conv = await tx.selectFrom('conversations').select(['customer_read_at']).where('id', '=', c.conversation_id).executeTakeFirstOrThrow();
-      const read = (conv.customer_read_at ?? 0) >= ts;
-      await tx.updateTable('messages').set({
-        status: read ? 'read' : 'sent', provider_message_id: providerId, provider_timestamp: ts, next_attempt_at: null, error: null, updated_at: now,
-      }).where('id', '=', c.id).execute();
-      // Expressions, not values read earlier: accepts and ingest update the same row concurrently (Postgres).
-      await tx.updateTable('conversations').set({
-        last_outbound_at: sql<number>`case when coalesce(last_outbound_at, 0) < ${ts} then ${ts} else last_outbound_at end`,
-        last_message_preview: sql<string>`case when coalesce(last_message_at, 0) <= ${ts} then ${preview(c.text, c.type)} else last_message_preview end`,
-        last_message_at: sql<number>`case when coalesce(last_message_at, 0) < ${ts} then ${ts} else last_message_at end`,
-        first_unanswered_at: sql<number | null>`case when coalesce(last_inbound_at, 0) <= ${ts} then null else first_unanswered_at end`,
-        // The echo recorded on its own counted once more: take that back.
-        ...(echoSeen && echo!.counted_in_window ? { outbound_since_inbound: sql<number>`case when outbound_since_inbound > 0 then outbound_since_inbound - 1 else 0 end` } : {}),
-        updated_at: now,
-      }).where('id', '=', c.conversation_id).execute();
-      events.push(this.status(c, 'sent', providerId));
-      if (read) events.push(this.status(c, 'read', providerId));
-      if (!echoSeen) {
-        const view = messageView({ ...this.asRow(c), provider_message_id: providerId, provider_timestamp: ts, status: read ? 'read' : 'sent' });
-        events.push({
-          event: 'message.sent', account_id: c.account_id, provider: this.account?.provider ?? 'tiktok', conversation_id: c.conversation_id,
-          timestamp: Math.floor(ts / 1000),
-          data: {
-            text: c.text, message_id: c.id, provider_message_id: providerId, conversation_id: c.conversation_id, contact: contactOf(c),
-            source: c.source, to: c.contact_external_id, type: c.type, media: view.media, share_post: view.share_post, template: view.template,
-            reply_to: c.reply_to, sent_by: c.sent_by, status: view.status,
-          },
-        });
-      }
+    return this.sender.committer.sent({
+      id: c.id, conversationId: c.conversation_id, providerMessageId: providerId, providerTs: ts, preview: preview(c.text, c.type),
+      events: (read) => this.sentEvents(c, providerId, ts, read, true),
+      fallback: (tx, events) => this.sentCarefully(tx, events, c, providerId, ts),
     });
+  }
+
+  private sentEvents(c: Candidate, providerId: string, ts: number, read: boolean, withSentEvent: boolean): EventInput[] {
+    const out = [this.status(c, 'sent', providerId)];
+    if (read) out.push(this.status(c, 'read', providerId));
+    if (withSentEvent) {
+      const view = messageView({ ...this.asRow(c), provider_message_id: providerId, provider_timestamp: ts, status: read ? 'read' : 'sent' });
+      out.push({
+        event: 'message.sent', account_id: c.account_id, provider: this.account?.provider ?? 'tiktok', conversation_id: c.conversation_id,
+        timestamp: Math.floor(ts / 1000),
+        data: {
+          text: c.text, message_id: c.id, provider_message_id: providerId, conversation_id: c.conversation_id, contact: contactOf(c),
+          source: c.source, to: c.contact_external_id, type: c.type, media: view.media, share_post: view.share_post, template: view.template,
+          reply_to: c.reply_to, sent_by: c.sent_by, status: view.status,
+        },
+      });
+    }
+    return out;
+  }
+
+  /**
+   * The result, written on its own: when TikTok's echo outlived its deferral (apply.ts) it was
+   * recorded as a message of its own, holding the TikTok id; this reply adopts it.
+   */
+  private async sentCarefully(tx: Tx, events: EventInput[], c: Candidate, providerId: string, ts: number): Promise<void> {
+    const now = this.ctx.clock();
+    const echo = await tx.selectFrom('messages').select(['id', 'counted_in_window']).where('account_id', '=', c.account_id)
+      .where('provider_message_id', '=', providerId).executeTakeFirst();
+    const echoSeen = Boolean(echo && echo.id !== c.id);
+    if (echo && echoSeen) {
+      await tx.deleteFrom('messages').where('id', '=', echo.id).execute();
+      await tx.deleteFrom('media').where('message_id', '=', echo.id).execute();
+    }
+    const conv = await tx.selectFrom('conversations').select(['customer_read_at']).where('id', '=', c.conversation_id).executeTakeFirstOrThrow();
+    const read = (conv.customer_read_at ?? 0) >= ts;
+    await tx.updateTable('messages').set({
+      status: read ? 'read' : 'sent', provider_message_id: providerId, provider_timestamp: ts, next_attempt_at: null, error: null, updated_at: now,
+    }).where('id', '=', c.id).execute();
+    await tx.updateTable('conversations').set({
+      last_outbound_at: sql<number>`case when coalesce(last_outbound_at, 0) < ${ts} then ${ts} else last_outbound_at end`,
+      last_message_preview: sql<string>`case when coalesce(last_message_at, 0) <= ${ts} then ${preview(c.text, c.type)} else last_message_preview end`,
+      last_message_at: sql<number>`case when coalesce(last_message_at, 0) < ${ts} then ${ts} else last_message_at end`,
+      first_unanswered_at: sql<number | null>`case when coalesce(last_inbound_at, 0) <= ${ts} then null else first_unanswered_at end`,
+      // The echo recorded on its own counted once more: take that back.
+      ...(echoSeen && echo!.counted_in_window ? { outbound_since_inbound: sql<number>`case when outbound_since_inbound > 0 then outbound_since_inbound - 1 else 0 end` } : {}),
+      updated_at: now,
+    }).where('id', '=', c.conversation_id).execute();
+    // A message.sent went out for the echo already: one per reply.
+    events.push(...this.sentEvents(c, providerId, ts, read, !echoSeen));
   }
 
   private asRow(c: Candidate): MessageRow {
@@ -501,7 +575,7 @@ class Lane {
   }
 
   /** Decides a failed attempt: hold (account), retry with backoff, or fail for good. */
-  private async failed(c: Candidate, err: unknown): Promise<void> {
+  private async failed(c: Row, err: unknown): Promise<void> {
     const ctx = this.ctx;
     if (err instanceof AccountUnavailable || (err instanceof ApiError && err.code.startsWith('account_'))) {
       this.account = null;
@@ -537,16 +611,23 @@ class Lane {
     await this.fail(c, refusal(c, err, providerCode));
   }
 
-  private retry(c: Candidate, error: SendError, nextAt: number): Promise<void> {
+  private retry(c: Row, error: SendError, nextAt: number): Promise<void> {
     const now = this.ctx.clock();
     return this.sender.committer.run(async (tx, events) => {
       await tx.updateTable('messages').set({ status: 'queued', next_attempt_at: nextAt, error: JSON.stringify(error), updated_at: now }).where('id', '=', c.id).execute();
       events.push(this.status(c, 'queued', null, { ...error, retrying: true }, { next_attempt_at: iso(nextAt) }));
-    }).then(() => this.wakeLater(nextAt));
+    }).then(() => {
+      // Still the head of its conversation: the ones behind it wait for this retry.
+      for (const r of [c, ...(this.rows ?? []).filter((x) => x.id === c.id)]) {
+        r.status = 'queued';
+        r.next_attempt_at = nextAt;
+      }
+      this.wakeLater(nextAt);
+    });
   }
 
   /** Failed for good: the reply gives its quota back. */
-  private fail(c: Candidate, error: SendError): Promise<void> {
+  private fail(c: Row, error: SendError): Promise<void> {
     const now = this.ctx.clock();
     return this.sender.committer.run(async (tx, events) => {
       await tx.updateTable('messages').set({ status: 'failed', error: JSON.stringify(error), counted_in_window: 0, next_attempt_at: null, updated_at: now })
@@ -556,13 +637,13 @@ class Lane {
           .where('id', '=', c.conversation_id).execute();
       }
       events.push(this.status(c, 'failed', null, { ...error }));
-    });
+    }).then(() => this.done(c));
   }
 
   /** The account cannot send (needs reauthorization, restricted, disconnected): its replies wait, held. */
   private holdAll(current: Candidate | null, reason: { code: string; message: string }): Promise<void> {
     const now = this.ctx.clock();
-    this.buffer = [];
+    this.rows = null;
     return this.sender.committer.run(async (tx, events) => {
       const rows = await candidates(tx).where('m.account_id', '=', this.accountId).where(isPending('m'))
         .where((eb) => eb.or([eb('m.status', '=', 'queued'), ...(current ? [eb('m.id', '=', current.id)] : [])])).execute();
