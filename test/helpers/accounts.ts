@@ -2,15 +2,9 @@ import type { TestGateway } from './gateway.js';
 
 /** Helpers for the accounts tests: a redirect-following browser, events, waits, emulator stats. */
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 15000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { waitFor } from './wait.js';
+
+export { waitFor };
 
 export interface Hop { url: string; status: number; location: string | null; body: string; contentType: string }
 

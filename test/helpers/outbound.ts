@@ -3,15 +3,9 @@ import type { TestGateway } from './gateway.js';
 
 /** Helpers for the outbound (reply) tests. */
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 15000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { waitFor } from './wait.js';
+
+export { waitFor };
 
 /** The customer writes (at the emulator), the gateway processes it; returns the gateway conversation. */
 export async function customerWrites(gw: TestGateway, business: string, from: string, text = 'Hello?', extra: Record<string, unknown> = {}): Promise<{ id: string; external_id: string; message_id: string }> {
