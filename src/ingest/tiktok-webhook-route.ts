@@ -38,14 +38,15 @@ export function tiktokWebhookRoutes(ctx: AppContext): FastifyPluginAsync {
       const header = req.headers['tiktok-signature'];
       const check = verifyTiktokSignature(Array.isArray(header) ? header[0] : header, raw, key, ctx.config.tiktokSignatureToleranceS, ctx.clock());
       if (!check.ok) throw new ApiError('unauthorized', `webhook refused: ${check.reason}`);
+      const text = raw.toString('utf8');
       let meta;
       try {
-        meta = readEnvelope(raw).meta;
+        meta = readEnvelope(raw, text).meta;
       } catch (err) {
         if (err instanceof MalformedWebhook) throw new ApiError('invalid_request', err.message);
         throw err;
       }
-      await log.append({ provider: 'tiktok', dedupeKey: meta.dedupeKey, eventType: meta.eventType, businessId: meta.businessId, body: raw.toString('utf8'), receivedAt: ctx.clock() });
+      await log.append({ provider: 'tiktok', dedupeKey: meta.dedupeKey, eventType: meta.eventType, businessId: meta.businessId, body: text, receivedAt: ctx.clock() });
       return { ok: true };
     });
   };

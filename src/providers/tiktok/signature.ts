@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { hmacSha256, safeEqual } from '../../core/crypto.js';
 import type { WebhookCheck } from '../types.js';
 
@@ -22,7 +23,8 @@ export function verifyTiktokSignature(
     else if (name === 's') s = value;
   }
   if (!t || !s || !/^\d+$/.test(t)) return { ok: false, reason: 'malformed Tiktok-Signature header' };
-  const expected = hmacSha256(key, Buffer.concat([Buffer.from(t + '.'), rawBody]), 'hex');
+  // Two updates instead of concatenating: the body is not copied on the hot path.
+  const expected = createHmac('sha256', key).update(t + '.').update(rawBody).digest('hex');
   if (!safeEqual(expected, s.toLowerCase())) return { ok: false, reason: 'signature mismatch' };
   if (Math.abs(nowMs / 1000 - Number(t)) > toleranceS) return { ok: false, reason: 'stale timestamp' };
   return { ok: true };

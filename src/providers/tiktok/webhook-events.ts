@@ -42,10 +42,10 @@ interface TiktokContent {
 export class MalformedWebhook extends Error {}
 
 /** Parses the outer envelope only: enough to store the event and collapse TikTok's retries. */
-export function readEnvelope(raw: Buffer): { envelope: TiktokEnvelope; meta: InboundEnvelope } {
+export function readEnvelope(raw: Buffer, text: string = raw.toString('utf8')): { envelope: TiktokEnvelope; meta: InboundEnvelope } {
   let envelope: TiktokEnvelope;
   try {
-    envelope = JSON.parse(raw.toString('utf8')) as TiktokEnvelope;
+    envelope = JSON.parse(text) as TiktokEnvelope;
   } catch {
     throw new MalformedWebhook('the body is not valid JSON');
   }
