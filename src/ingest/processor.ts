@@ -22,7 +22,9 @@ const MAX_ATTEMPTS = 10;
 const DEFER_MS = 500;
 const LEASE_MS = 15000;
 
-interface Row { seq: number; business_id: string | null; body: string; attempts: number; event_type: string }
+interface StoredRow { seq: number; business_id: string | null; body: string; attempts: number; event_type: string }
+/** A stored webhook with its provider events, decoded once per batch. */
+interface Row extends StoredRow { events: ProviderEvent[] }
 type Decision = { status: 'processed' | 'ignored' | 'held'; error?: string } | { defer: string };
 
 /**
@@ -94,7 +96,7 @@ async function loadAccounts(ctx: AppContext, rows: Row[]): Promise<Map<string, A
   return new Map(accts.map((a) => [a.external_id, a]));
 }
 
-function decode(row: Row): ProviderEvent[] {
+function decode(row: StoredRow): ProviderEvent[] {
   try {
     return decodeTiktokWebhook(JSON.parse(row.body) as TiktokEnvelope);
   } catch {
@@ -102,15 +104,15 @@ function decode(row: Row): ProviderEvent[] {
   }
 }
 
-async function processBatch(ctx: AppContext, rows: Row[]): Promise<void> {
+async function processBatch(ctx: AppContext, stored: StoredRow[]): Promise<void> {
+  const rows: Row[] = stored.map((r) => ({ ...r, events: decode(r) }));
   const accounts = await loadAccounts(ctx, rows);
   let group: Row[] = [];
   for (const row of rows) {
-    const events = decode(row);
-    if (events.some((e) => e.kind === 'sync_needed')) {
+    if (row.events.some((e) => e.kind === 'sync_needed')) {
       await commitGroup(ctx, group, accounts);
       group = [];
-      await processSync(ctx, row, events, accounts);
+      await processSync(ctx, row, row.events, accounts);
     } else {
       group.push(row);
     }
@@ -145,7 +147,7 @@ function batchKeys(rows: Row[], accounts: Map<string, AccountRow>): BatchKeys[] 
   for (const row of rows) {
     const account = row.business_id ? accounts.get(row.business_id) : undefined;
     if (!account) continue;
-    for (const ev of decode(row)) {
+    for (const ev of row.events) {
       if (!('conversationId' in ev)) continue;
       let k = byAccount.get(account.id);
       if (!k) byAccount.set(account.id, (k = { provider: account.provider, accountId: account.id, conversationIds: new Set(), customerIds: new Set() }));
@@ -169,7 +171,7 @@ async function applyRows(ctx: AppContext, rows: Row[], accounts: Map<string, Acc
       const rowEvents: EventInput[] = [];
       if ('id' in pre) {
         decision = { status: 'processed' };
-        for (const ev of decode(row)) {
+        for (const ev of row.events) {
           if (ev.kind === 'ignored') { decision = { status: 'ignored', error: ev.reason }; continue; }
           const out = await applyProviderEvent(tx, pre, ev, now, { attempts: row.attempts, rows: preloaded });
           if ('defer' in out) { decision = out; break; }
