@@ -12,11 +12,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { createServer as netServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import pg from 'pg';
+import { freePort, scratchSchema } from '../test/helpers/scratch.js';
 import { openDatabase } from '../src/db/database.js';
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
@@ -24,9 +23,6 @@ const CONNECTIONS = 50;
 const LATENCY_RATE = 200;
 const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_S ?? 10);
 
-const freePort = () => new Promise<number>((resolve) => {
-  const s = netServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
-});
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function waitReady(url: string): Promise<void> {
   for (let i = 0; i < 600; i++) {
@@ -202,17 +198,11 @@ async function benchAll(bareUrl: string): Promise<void> {
   await runFor('sqlite', '', bareUrl);
   const pgUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL_TEST;
   if (pgUrl) {
-    const schema = `bench_${Date.now().toString(36)}`;
-    const admin = new pg.Client({ connectionString: pgUrl });
-    await admin.connect();
-    await admin.query(`CREATE SCHEMA ${schema}`);
-    const u = new URL(pgUrl);
-    u.searchParams.set('options', `-c search_path=${schema}`);
+    const scratch = await scratchSchema(pgUrl, 'bench');
     try {
-      await runFor('postgres', u.toString(), bareUrl);
+      await runFor('postgres', scratch.url, bareUrl);
     } finally {
-      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-      await admin.end();
+      await scratch.drop();
     }
   } else {
     console.log('[postgres] skipped: set BENCH_DATABASE_URL or DATABASE_URL_TEST to measure PostgreSQL too');

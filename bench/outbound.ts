@@ -28,10 +28,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { createServer as netServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
+import { freePort, scratchSchema } from '../test/helpers/scratch.js';
 import { openDatabase, type Database } from '../src/db/database.js';
 import { RateGate } from '../src/messaging/rate-gate.js';
 
@@ -45,9 +44,6 @@ const APP_ID = 'bench_app';
 const APP_SECRET = 'bench_app_secret_0123456789abcdef';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const freePort = () => new Promise<number>((resolve) => {
-  const s = netServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
-});
 async function waitReady(url: string): Promise<void> {
   for (let i = 0; i < 600; i++) {
     try { if ((await fetch(url)).status < 500) return; } catch { /* not yet */ }
@@ -398,17 +394,11 @@ async function main(): Promise<void> {
     console.log('[postgres] not run: set BENCH_DATABASE_URL to measure PostgreSQL instead');
     return;
   }
-  const schema = `bench_${Date.now().toString(36)}`;
-  const admin = new pg.Client({ connectionString: pgUrl });
-  await admin.connect();
-  await admin.query(`CREATE SCHEMA ${schema}`);
-  const u = new URL(pgUrl);
-  u.searchParams.set('options', `-c search_path=${schema}`);
+  const scratch = await scratchSchema(pgUrl, 'bench');
   try {
-    await run('postgres', u.toString());
+    await run('postgres', scratch.url);
   } finally {
-    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-    await admin.end();
+    await scratch.drop();
   }
 }
 

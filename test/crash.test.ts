@@ -1,16 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startEmulator } from '../src/emulator/index.js';
 import { openDatabase } from '../src/db/database.js';
 import { createApiKey } from '../src/auth/api-keys.js';
+import { freePort } from './helpers/scratch.js';
 import { freshStorage, type TestStorage } from './helpers/db.js';
 import { startSink, type Sink } from './helpers/sink.js';
 import { APP_ID, APP_SECRET } from './helpers/gateway.js';
-
-const freePort = () => new Promise<number>((resolve) => {
-  const s = createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
-});
 
 async function waitUntil(fn: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
