@@ -165,6 +165,26 @@ async function waitForCustomers(s: Setup, expected: number, since: number): Prom
   throw new Error('customer messages were not processed in time');
 }
 
+/** Event-loop delay since the last scrape (prom-client resets it on every scrape) and GC totals so far, from the gateway's /metrics. */
+async function loopStats(s: Setup): Promise<{ lagP99: number; lagMax: number; gc: Record<string, { n: number; s: number }> }> {
+  const text = await (await fetch(`${s.gwUrl}/metrics`)).text();
+  const num = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
+  const gc: Record<string, { n: number; s: number }> = {};
+  for (const m of text.matchAll(/^dmgate_nodejs_gc_duration_seconds_(sum|count)\{kind="(\w+)"\} ([0-9.e+-]+)$/gm)) {
+    gc[m[2]] ??= { n: 0, s: 0 };
+    if (m[1] === 'sum') gc[m[2]].s = Number(m[3]); else gc[m[2]].n = Number(m[3]);
+  }
+  return { lagP99: num('dmgate_nodejs_eventloop_lag_p99_seconds') * 1000, lagMax: num('dmgate_nodejs_eventloop_lag_max_seconds') * 1000, gc };
+}
+
+function gcLine(before: Awaited<ReturnType<typeof loopStats>>, after: Awaited<ReturnType<typeof loopStats>>): string {
+  return Object.keys(after.gc).map((k) => {
+    const n = after.gc[k].n - (before.gc[k]?.n ?? 0);
+    const ms = (after.gc[k].s - (before.gc[k]?.s ?? 0)) * 1000;
+    return `${k} ${n}× ${fmt(ms, 0)} ms`;
+  }).join(', ');
+}
+
 async function paced(url: string, rate: number, seconds: number, init: (i: number) => RequestInit): Promise<{ lat: number[]; non2xx: number; errors: number }> {
   const total = Math.round(rate * seconds);
   const lat: number[] = [];
@@ -364,11 +384,14 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     const health = await paced(`${s.gwUrl}/healthz`, RATE, LATENCY_S, get);
     const read = await paced(`${s.gwUrl}/v1/messages/${sample.id}`, RATE, LATENCY_S, get);
     const before = await control(s, 'stats');
+    const loop0 = await loopStats(s);
     const busy = await postProbes();
+    const loop1 = await loopStats(s);
     console.log(`[${label}] at ${RATE} requests/s for ${LATENCY_S} s:`);
     console.log(`[${label}]   baseline GET /healthz           ${line(health)}`);
     console.log(`[${label}]   baseline GET /v1/messages/{id}  ${line(read)}`);
     console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts: ${line(busy)} (target p99 ≤ 20 ms)`);
+    console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(loop1.lagP99, 1)} ms, max ${fmt(loop1.lagMax, 1)} ms; GC ${gcLine(loop0, loop1)}`);
     for (let i = 0; i < 600 && (await countWhere(s.db, ['queued', 'sending'])) > 0; i++) await sleep(100);
     const after = await control(s, 'stats');
     const total = Object.keys(after.violations).reduce((a, k) => a + after.violations[k] - before.violations[k], 0);
@@ -377,8 +400,11 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     // The accept path alone: a process that only serves the API (--role api), the sending elsewhere.
     await s.restart('api');
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get);
+    const aloneLoop0 = await loopStats(s);
     const alone = await postProbes();
+    const aloneLoop1 = await loopStats(s);
     console.log(`[${label}]   POST /v1/messages, an API-only process (--role api):     ${line(alone)} (target p99 ≤ 20 ms)`);
+    console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(aloneLoop1.lagP99, 1)} ms, max ${fmt(aloneLoop1.lagMax, 1)} ms; GC ${gcLine(aloneLoop0, aloneLoop1)}`);
     console.log(`[${label}]   POST p99 / GET /healthz p99: ${fmt(pct(busy.lat, 99) / pct(health.lat, 99), 2)}× (sending too), ${fmt(pct(alone.lat, 99) / pct(health.lat, 99), 2)}× (API only)`);
 
     console.log(`[${label}] gateway memory (the sending process): peak RSS ${fmt(mem.peak, 0)} MB; the first process idle after setup: ${fmt(idle, 0)} MB (${fmt(mem.peak / idle, 2)}×)`);

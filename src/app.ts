@@ -10,12 +10,15 @@ import type { AppContext } from './context.js';
 import { ApiKeyVerifier } from './auth/api-keys.js';
 import { systemRoutes } from './http/system-routes.js';
 import { registerFeatures } from './features.js';
+import { RawRoutes } from './http/raw-routes.js';
 
 export type App = FastifyInstance;
 
 /** Builds the HTTP application: error vocabulary, auth, OpenAPI, and every feature's routes. */
 export async function buildApp(ctx: AppContext): Promise<App> {
+  const raw = new RawRoutes();
   const app = Fastify({
+    serverFactory: raw.serverFactory as never,
     loggerInstance: ctx.log,
     // Per-request access logs would double the log volume of the webhook hot path; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
@@ -51,7 +54,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   const keys = new ApiKeyVerifier(ctx.database);
   app.decorate('apiKeys', keys);
   await app.register(systemRoutes(ctx));
-  await registerFeatures(app, ctx, keys);
+  await registerFeatures(app, ctx, keys, raw);
   return app;
 }
 

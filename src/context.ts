@@ -9,6 +9,7 @@ import { openDatabase, type Database } from './db/database.js';
 import type { DestinationStream } from 'pino';
 import { IngressPressure } from './ingest/pressure.js';
 import { Metrics } from './http/metrics.js';
+import { RecentSends } from './messaging/recent-sends.js';
 
 /** Everything a feature needs, built once and passed in (no globals, so tests build their own). */
 export interface AppContext {
@@ -21,6 +22,8 @@ export interface AppContext {
   /** Set by the webhook ingress, read by in-process workers that should yield to it. */
   pressure: IngressPressure;
   metrics: Metrics;
+  /** Sends recorded by this process: their TikTok echoes are acknowledged without being stored. */
+  recentSends: RecentSends;
 }
 
 export interface ContextOptions {
@@ -36,7 +39,7 @@ export async function createContext(config: Config, opts: ContextOptions = {}): 
   await bus.start();
   const box = new SecretBox(resolveSecretKey(config, log));
   const clock = opts.clock ?? Date.now;
-  const ctx = { config, database, log, bus, box, clock, pressure: new IngressPressure() } as AppContext;
+  const ctx = { config, database, log, bus, box, clock, pressure: new IngressPressure(), recentSends: new RecentSends() } as AppContext;
   ctx.metrics = new Metrics(ctx);
   return ctx;
 }

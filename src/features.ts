@@ -14,10 +14,11 @@ import { authRoutes } from './auth/routes.js';
 import { userRoutes } from './auth/user-routes.js';
 import { apiKeyRoutes } from './auth/api-key-routes.js';
 import { staticRoutes } from './http/static.js';
+import type { RawRoutes } from './http/raw-routes.js';
 
 /** Every feature's routes: public ones at the root, the API behind authentication under /v1. */
-export async function registerFeatures(app: FastifyInstance, ctx: AppContext, keys: ApiKeyVerifier): Promise<void> {
-  await app.register(tiktokWebhookRoutes(ctx));
+export async function registerFeatures(app: FastifyInstance, ctx: AppContext, keys: ApiKeyVerifier, raw: RawRoutes): Promise<void> {
+  await app.register(tiktokWebhookRoutes(ctx, raw));
   await app.register(connectRoutes(ctx, keys));
   await app.register(authRoutes(ctx));
   await app.register(async (v1) => {

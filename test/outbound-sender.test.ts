@@ -150,3 +150,47 @@ describe('sender', () => {
     expect(sent.every((e) => e.source === 'api')).toBe(true);
   });
 });
+
+/** More replies than one read of an account's queue holds, at a raised rate (TikTok grants some apps more than 10 QPS). */
+describe('sender at volume', () => {
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    gw = await startTestGateway({ env: { DMGATE_TIKTOK_QPS: '200' } });
+    await gw.control('config', { qps: 200, echo_delay_ms: 300 });
+    await gw.connect('volume_shop');
+  });
+  afterAll(async () => { await gw?.close(); });
+
+  it('sends every one of 230 queued replies of one account, in order per conversation', async () => {
+    const convs = [];
+    for (let i = 0; i < 23; i++) convs.push(await customerWrites(gw, 'volume_shop', `v${i}`));
+    const ids: string[] = [];
+    for (let k = 0; k < 10; k++) {
+      const batch = await Promise.all(convs.map((c) => reply(gw, { conversation_id: c.id, type: 'text', text: `volume ${k}` })));
+      for (const r of batch) { expect(r.status).toBe(202); ids.push(r.body.id); }
+    }
+    await settled(gw, 30000);
+    const rows = await gw.server.ctx.database.db.selectFrom('messages').select(['id', 'status']).where('id', 'in', ids).execute();
+    expect(rows.filter((r) => r.status === 'sent' || r.status === 'read')).toHaveLength(ids.length);
+    for (const c of convs) {
+      expect((await sentAtEmulator(gw, c.external_id)).map((s) => s.text.body)).toEqual(Array.from({ length: 10 }, (_, k) => `volume ${k}`));
+    }
+    await expectNoViolations(gw);
+  });
+
+  it("acknowledges TikTok's echo of a recorded send without storing it again; one message and one message.sent per reply", async () => {
+    // 23 customer messages and 230 echoes, all answered 200 by the gateway.
+    await waitFor('the echoes', async () => { const w = (await stats(gw)).webhooks; return w.pending === 0 && w.delivered >= 253; });
+    const sent = await events(gw, 'message.sent');
+    expect(sent).toHaveLength(230);
+    expect(new Set(sent.map((e) => e.message_id)).size).toBe(230);
+    const outbound = await gw.server.ctx.database.db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('direction', '=', 'outbound').executeTakeFirstOrThrow();
+    expect(Number(outbound.n)).toBe(230);
+    // The echoes came 300 ms after each send was recorded: none of them needed the inbound log.
+    const stored = await gw.server.ctx.database.db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('event_type', '=', 'im_send_msg').executeTakeFirstOrThrow();
+    expect(Number(stored.n)).toBe(0);
+  });
+});

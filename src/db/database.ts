@@ -47,11 +47,37 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = OFF');
-    const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     database = { db, dialect: 'sqlite', sqlite, close: () => db.destroy() };
   }
   if (opts.migrate !== false) await migrate(database);
   return database;
+}
+
+/** Distinct statements kept prepared (queries with `in (…)` lists of varying length are distinct). */
+const STATEMENT_CACHE_SIZE = 512;
+
+/**
+ * Kysely prepares every query it runs; on the hot paths (sender, processor, outbox) preparing cost
+ * more than running. The same SQL text reuses its prepared statement (least recently used ones are
+ * dropped). Safe because the connection runs one statement at a time and nothing here streams.
+ */
+function withStatementCache(sqlite: BetterSqlite3.Database) {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(text: string): BetterSqlite3.Statement {
+      let stmt = cache.get(text);
+      if (stmt) {
+        cache.delete(text);
+      } else {
+        stmt = sqlite.prepare(text);
+        if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+      }
+      cache.set(text, stmt);
+      return stmt;
+    },
+  };
 }
 
 export async function ping(database: Database): Promise<boolean> {

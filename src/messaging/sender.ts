@@ -50,8 +50,11 @@ const LEASE_MS = 30_000;
 /** Claim a reply this long before its rate slot, so the claim's commit is done when the slot comes. */
 const CLAIM_LEAD_MS = 40;
 const MAX_INFLIGHT_PER_ACCOUNT = 16;
-/** Pending replies of one account read at once (oldest first); the rest wait for the next read. */
-const FETCH_LIMIT = 500;
+/**
+ * Pending replies of one account read at once (oldest first): 20 s of sending at TikTok's 10 QPS.
+ * When there are more, the list is read again as it runs low (memory stays bounded per account).
+ */
+const FETCH_LIMIT = 200;
 /** How often a lane reads replies accepted meanwhile: with little work in hand, and with a second's worth. */
 const REFETCH_MS = 20;
 const BUSY_REFETCH_MS = 1000;
@@ -238,6 +241,8 @@ class Lane {
   private rows: Row[] | null = null;
   private fetchedAt = 0;
   private fullFetchedAt = 0;
+  /** The last read was cut at FETCH_LIMIT: more replies wait in the database. */
+  private more = false;
   private running: Promise<void> | null = null;
   private dirty = false;
   private readonly signal = new Signal();
@@ -316,21 +321,26 @@ class Lane {
       // needed: a lane with a second of work in hand reads at most every BUSY_REFETCH_MS (what is
       // new queues behind it anyway), an idle one at once (a burst of accepts costs one read).
       const sinceFetch = Date.now() - this.fetchedAt;
-      if (this.rows === null || (this.dirty && sinceFetch >= (this.ready() >= this.ctx.config.tiktokQps ? BUSY_REFETCH_MS : REFETCH_MS))) {
+      const runningLow = this.more && sinceFetch >= REFETCH_MS && this.ready() < this.ctx.config.tiktokQps;
+      if (this.rows === null || runningLow || (this.dirty && sinceFetch >= (this.ready() >= this.ctx.config.tiktokQps ? BUSY_REFETCH_MS : REFETCH_MS))) {
         this.dirty = false;
         const account = await this.loadAccount();
         if (account.status !== 'active') { await this.holdAll(null, holdReason(account.status)); return; }
-        if (this.rows === null || Date.now() - this.fullFetchedAt >= FULL_REFETCH_MS) {
+        if (this.rows === null || runningLow || Date.now() - this.fullFetchedAt >= FULL_REFETCH_MS) {
           this.rows = await this.fetch();
+          // (Nothing sendable yet, all waiting for retries: their timers and the poll bring the lane back.)
+          this.more = this.rows.length >= FETCH_LIMIT && this.ready() > 0;
           this.fullFetchedAt = Date.now();
         } else {
-          this.merge(await this.fetch(this.maxId()));
+          const fresh = await this.fetch(this.maxId());
+          if (fresh.length >= FETCH_LIMIT) this.more = true;
+          this.merge(fresh);
         }
         this.fetchedAt = Date.now();
       }
       const c = this.next();
       if (!c) {
-        if (this.dirty) { await this.signal.wait(Math.max(1, REFETCH_MS - (Date.now() - this.fetchedAt))); continue; }
+        if (this.dirty || this.more) { await this.signal.wait(Math.max(1, REFETCH_MS - (Date.now() - this.fetchedAt))); continue; }
         if (this.inflight.size > 0) { await this.signal.wait(); continue; }
         const due = this.nextDue();
         if (due !== null) this.wakeLater(due);
@@ -502,6 +512,7 @@ class Lane {
       const body = sendBody(c, mediaId);
       const providerId = await this.call(sendSlot, (token) => client.send(token, account.external_id, c.conv_external_id, body));
       await this.sent(c, providerId, ctx.clock());
+      ctx.recentSends.add(account.external_id, providerId);
       this.done(c);
     } catch (err) {
       await this.failed(c, err);

@@ -44,6 +44,8 @@ export interface InboundEnvelope {
   businessId: string | null;
   /** Key that collapses provider retries of the same webhook into one stored row. */
   dedupeKey: string;
+  /** The provider's id of the message the webhook is about, when it names one. */
+  providerMessageId: string | null;
 }
 
 /** What to do about a failed provider call. */

@@ -1,4 +1,7 @@
 import { TiktokApiError, TiktokNetworkError } from './errors.js';
+import { JsonTransport } from './json-transport.js';
+
+const transport = new JsonTransport();
 
 export interface TokenSet {
   accessToken: string;
@@ -59,20 +62,32 @@ export class TiktokClient {
     for (const [k, v] of Object.entries(init.query ?? {})) url.searchParams.set(k, v);
     const headers: Record<string, string> = {};
     if (init.token) headers['Access-Token'] = init.token;
-    let body: string | FormData | undefined;
-    if (init.json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(init.json); }
-    else if (init.form) body = init.form;
-    let res: Response;
-    try {
-      res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15000), redirect: 'error' });
-    } catch (err) {
-      throw new TiktokNetworkError(err instanceof Error ? err.message : String(err), path);
+    const timeoutMs = this.opts.timeoutMs ?? 15000;
+    let status: number;
+    let text: string;
+    if (init.form) {
+      // Multipart uploads are rare (one per new image): fetch builds the body.
+      try {
+        const res = await fetch(url, { method, headers, body: init.form, signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
+        status = res.status;
+        text = await res.text();
+      } catch (err) {
+        throw new TiktokNetworkError(err instanceof Error ? err.message : String(err), path);
+      }
+    } else {
+      let body: string | undefined;
+      if (init.json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(init.json); }
+      try {
+        ({ status, text } = await transport.request(url, method, headers, body, timeoutMs));
+      } catch (err) {
+        throw new TiktokNetworkError(err instanceof Error ? err.message : String(err), path);
+      }
     }
-    const text = await res.text();
-    if (res.status >= 500 || res.status === 429) throw new TiktokNetworkError(`HTTP ${res.status}`, path);
+    if (status >= 500 || status === 429) throw new TiktokNetworkError(`HTTP ${status}`, path);
+    if (status >= 300 && status < 400) throw new TiktokNetworkError(`HTTP ${status}: redirects are not followed`, path);
     let env: Envelope<T>;
-    try { env = JSON.parse(text) as Envelope<T>; } catch { throw new TiktokNetworkError(`HTTP ${res.status}, not JSON`, path); }
-    if (typeof env.code !== 'number') throw new TiktokNetworkError(`HTTP ${res.status}, no envelope`, path);
+    try { env = JSON.parse(text) as Envelope<T>; } catch { throw new TiktokNetworkError(`HTTP ${status}, not JSON`, path); }
+    if (typeof env.code !== 'number') throw new TiktokNetworkError(`HTTP ${status}, no envelope`, path);
     if (env.code !== 0) throw new TiktokApiError(env.code, env.message ?? '', env.request_id ?? null, path);
     return env.data;
   }

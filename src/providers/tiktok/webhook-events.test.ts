@@ -12,7 +12,7 @@ const common = {
 describe('TikTok webhook decoding', () => {
   it('collapses retries by message id, and hashes events without one', () => {
     const a = readEnvelope(Buffer.from(JSON.stringify(envelope('im_receive_msg', { ...common, type: 'text', text: { body: 'hi' } }))));
-    expect(a.meta).toEqual({ eventType: 'im_receive_msg', businessId: BIZ, dedupeKey: 'im_receive_msg:m1' });
+    expect(a.meta).toEqual({ eventType: 'im_receive_msg', businessId: BIZ, dedupeKey: 'im_receive_msg:m1', providerMessageId: 'm1' });
     const read = readEnvelope(Buffer.from(JSON.stringify(envelope('im_mark_read_msg', { conversation_id: 'c', read: { last_read_timestamp: 1 } }))));
     expect(read.meta.dedupeKey).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(() => readEnvelope(Buffer.from('{"event":'))).toThrow(MalformedWebhook);

@@ -57,7 +57,7 @@ export function readEnvelope(raw: Buffer, text: string = raw.toString('utf8')): 
   }
   // Retries of one webhook repeat the body; a message id (when there is one) is stabler still.
   const dedupeKey = messageId ? `${eventType}:${messageId}` : `sha256:${sha256Hex(raw)}`;
-  return { envelope, meta: { eventType, businessId: typeof envelope.user_openid === 'string' ? envelope.user_openid : null, dedupeKey } };
+  return { envelope, meta: { eventType, businessId: typeof envelope.user_openid === 'string' ? envelope.user_openid : null, dedupeKey, providerMessageId: messageId ? String(messageId) : null } };
 }
 
 const UNSUPPORTED_LABEL: Record<string, string> = {

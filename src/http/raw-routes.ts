@@ -1,0 +1,34 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+
+export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** Fastify's defaults for the server it would have built itself (fastify.js defaultInitOptions). */
+interface ServerOptions { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number }
+
+/**
+ * The few hot paths node:http serves directly, ahead of Fastify's router, hooks and serializers:
+ * the provider webhooks, where acknowledging fast is the whole job. Each is still declared as a
+ * Fastify route too, for the OpenAPI document and for `app.inject`; both share one implementation.
+ */
+export class RawRoutes {
+  private readonly routes = new Map<string, RawHandler>();
+
+  add(method: 'POST', path: string, handler: RawHandler): void {
+    this.routes.set(`${method} ${path}`, handler);
+  }
+
+  /** Fastify's `serverFactory`: exact method and path (any query string) go to a raw handler. */
+  readonly serverFactory = (fastifyHandler: RawHandler, opts: ServerOptions): http.Server => {
+    const server = http.createServer((req, res) => {
+      const url = req.url ?? '';
+      const q = url.indexOf('?');
+      const handler = this.routes.size ? this.routes.get(`${req.method} ${q < 0 ? url : url.slice(0, q)}`) : undefined;
+      if (handler) handler(req, res);
+      else fastifyHandler(req, res);
+    });
+    if (opts.keepAliveTimeout) server.keepAliveTimeout = opts.keepAliveTimeout;
+    if (opts.requestTimeout) server.requestTimeout = opts.requestTimeout;
+    if (opts.connectionTimeout) server.setTimeout(opts.connectionTimeout);
+    return server;
+  };
+}
