@@ -55,9 +55,11 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
     const deliveries = [];
     for (const { input, id, payload } of chunk) {
       const seq = seqOf.get(id)!;
-      stored.push({ id, seq, event: input.event, payload, conversation_id: input.conversation_id ?? null });
+      const event: StoredEvent = { id, seq, event: input.event, payload, conversation_id: input.conversation_id ?? null, deliveries: 0 };
+      stored.push(event);
       for (const e of endpoints) {
         if (!subscribed(e, input.event)) continue;
+        event.deliveries++;
         deliveries.push({
           id: newId('whd', nowMs), event_id: id, event_seq: seq, endpoint_id: e.id,
           conversation_id: input.conversation_id ?? null, status: 'pending' as const, attempts: 0,
@@ -68,6 +70,19 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
     for (let j = 0; j < deliveries.length; j += CHUNK) await tx.insertInto('deliveries').values(deliveries.slice(j, j + CHUNK)).execute();
   }
   return stored;
+}
+
+/** After commit: wakes the event readers (SSE, inbox) and, when there is something to deliver, the delivery worker. */
+export function announceEvents(bus: { notify(channel: 'events' | 'deliveries'): void }, stored: { events: number; deliveries: number }): void {
+  if (stored.deliveries) bus.notify('deliveries');
+  if (stored.events) bus.notify('events');
+}
+
+/** Counts for announceEvents. */
+export function tally(stored: StoredEvent[]): { events: number; deliveries: number } {
+  let deliveries = 0;
+  for (const e of stored) deliveries += e.deliveries;
+  return { events: stored.length, deliveries };
 }
 
 /** Arbitrary constant naming the advisory lock that orders event appends. */

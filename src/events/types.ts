@@ -41,4 +41,6 @@ export interface StoredEvent {
   event: EventType;
   payload: string; // serialized body, exactly what subscribers receive
   conversation_id: string | null;
+  /** Deliveries created for it (endpoints subscribed when it was appended). */
+  deliveries: number;
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../context.js';
 import { tryAcquireLease } from '../db/leases.js';
-import { appendEvents } from '../events/outbox.js';
+import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
 import { decodeTiktokWebhook, type TiktokEnvelope } from '../providers/tiktok/webhook-events.js';
 import type { ProviderEvent } from '../providers/types.js';
@@ -160,7 +160,7 @@ function batchKeys(rows: Row[], accounts: Map<string, AccountRow>): BatchKeys[] 
 
 async function applyRows(ctx: AppContext, rows: Row[], accounts: Map<string, AccountRow>): Promise<void> {
   const now = ctx.clock();
-  let appended = 0;
+  let appended = { events: 0, deliveries: 0 };
   await ctx.database.db.transaction().execute(async (tx) => {
     const preloaded = await preloadBatch(tx, ctx.database.dialect === 'postgres', batchKeys(rows, accounts));
     const events: EventInput[] = [];
@@ -190,15 +190,12 @@ async function applyRows(ctx: AppContext, rows: Row[], accounts: Map<string, Acc
       group.seqs.push(row.seq);
       done.set(key, group);
     }
-    appended = (await appendEvents(tx, events, now)).length;
+    appended = tally(await appendEvents(tx, events, now));
     for (const g of done.values()) {
       await tx.updateTable('inbound_events').set({ status: g.status, error: g.error, processed_at: now }).where('seq', 'in', g.seqs).execute();
     }
   });
-  if (appended) {
-    ctx.bus.notify('deliveries');
-    ctx.bus.notify('events');
-  }
+  announceEvents(ctx.bus, appended);
 }
 
 async function recordFailure(ctx: AppContext, row: Row, err: unknown): Promise<void> {
@@ -223,17 +220,17 @@ async function processSync(ctx: AppContext, row: Row, events: ProviderEvent[], a
     const since = Math.min(...events.map((e) => (e.kind === 'sync_needed' ? e.sinceMs : Infinity)));
     const fetched = await fetchRecentMessages(ctx, pre, since);
     const now = ctx.clock();
-    let appended = 0;
+    let appended = { events: 0, deliveries: 0 };
     await ctx.database.db.transaction().execute(async (tx) => {
       const out: EventInput[] = [];
       for (const f of fetched) {
         const res = await applyProviderEvent(tx, pre, f.event, now, { attempts: MAX_ATTEMPTS, historical: !f.recent });
         if ('events' in res) out.push(...res.events);
       }
-      appended = (await appendEvents(tx, out, now)).length;
+      appended = tally(await appendEvents(tx, out, now));
       await tx.updateTable('inbound_events').set({ status: 'processed', error: null, processed_at: now }).where('seq', '=', row.seq).execute();
     });
-    if (appended) { ctx.bus.notify('deliveries'); ctx.bus.notify('events'); }
+    announceEvents(ctx.bus, appended);
   } catch (err) {
     await recordFailure(ctx, row, err);
   }

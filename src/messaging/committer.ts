@@ -2,7 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import type { AppContext } from '../context.js';
 import { ApiError } from '../core/errors.js';
 import type { Tx } from '../db/database.js';
-import { appendEvents } from '../events/outbox.js';
+import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
 
 /**
@@ -94,7 +94,8 @@ export class Committer {
   private async commit(batch: Item[]): Promise<void> {
     if (!batch.length) return;
     const outcomes: { ok: boolean; value: unknown }[] = [];
-    let appended = 0;
+    const appended = { events: 0, deliveries: 0 };
+    const add = (t: { events: number; deliveries: number }) => { appended.events += t.events; appended.deliveries += t.deliveries; };
     try {
       await this.ctx.database.db.transaction().execute(async (tx) => {
         const events: EventInput[] = [];
@@ -118,7 +119,7 @@ export class Committer {
           }
           i = j;
         }
-        appended = (await appendEvents(tx, events, this.ctx.clock())).length;
+        add(tally(await appendEvents(tx, events, this.ctx.clock())));
       });
     } catch (batchErr) {
       if (batch.length === 1 && batch[0].kind !== 'sent') {
@@ -126,38 +127,32 @@ export class Committer {
         return;
       }
       this.ctx.log.debug({ err: batchErr, size: batch.length }, 'outbound batch failed; replaying one by one');
-      for (const item of batch) appended += await this.single(item);
-      this.notify(appended);
+      for (const item of batch) add(await this.single(item));
+      announceEvents(this.ctx.bus, appended);
       return;
     }
     batch.forEach((item, i) => (outcomes[i].ok ? item.resolve(outcomes[i].value) : item.reject(outcomes[i].value)));
-    this.notify(appended);
+    announceEvents(this.ctx.bus, appended);
   }
 
-  private async single(item: Item): Promise<number> {
+  private async single(item: Item): Promise<{ events: number; deliveries: number }> {
     const op: Op<unknown> = item.kind === 'op' ? item.op
       : item.kind === 'sent' ? item.sent.fallback
       : async (tx, events) => (await claimAll(tx, [item.claim], this.ctx.clock(), events))[0].value;
     try {
       let value: unknown;
-      let n = 0;
+      let n = { events: 0, deliveries: 0 };
       await this.ctx.database.db.transaction().execute(async (tx) => {
         const own: EventInput[] = [];
         value = await op(tx, own);
-        n = (await appendEvents(tx, own, this.ctx.clock())).length;
+        n = tally(await appendEvents(tx, own, this.ctx.clock()));
       });
       item.resolve(value);
       return n;
     } catch (err) {
       item.reject(err);
-      return 0;
+      return { events: 0, deliveries: 0 };
     }
-  }
-
-  private notify(appended: number): void {
-    if (!appended) return;
-    this.ctx.bus.notify('deliveries');
-    this.ctx.bus.notify('events');
   }
 }
 

@@ -64,7 +64,7 @@ export class HttpPoster {
       const req = (isHttps ? https : http).request(url, {
         method: 'POST',
         agent: isHttps ? this.httpsAgent : this.httpAgent,
-        headers: { ...headers, 'content-type': 'application/json', 'content-length': String(payload.length), 'user-agent': 'dmgate' },
+        headers: { 'content-type': 'application/json', 'user-agent': 'dmgate', ...headers, 'content-length': String(payload.length) },
         ...(opts.allowPrivate ? {} : { lookup: guardedLookup as never }),
       }, (res) => {
         status = res.statusCode ?? null;
