@@ -47,8 +47,12 @@ export function startSender(ctx: AppContext): Worker {
 }
 
 const LEASE_MS = 30_000;
-/** Claim a reply this long before its rate slot, so the claim's commit is done when the slot comes. */
-const CLAIM_LEAD_MS = 40;
+/**
+ * Claim a reply this long before its rate slot, so the claim's commit is done when the slot comes:
+ * twice the recent claim latency, within these bounds.
+ */
+const MIN_CLAIM_LEAD_MS = 40;
+const MAX_CLAIM_LEAD_MS = 1000;
 const MAX_INFLIGHT_PER_ACCOUNT = 16;
 /**
  * Pending replies of one account read at once (oldest first): 20 s of sending at TikTok's 10 QPS.
@@ -67,6 +71,9 @@ const TOKEN_CACHE_MS = 30_000;
 const STALE_SENDING_MS = 120_000;
 const SWEEP_EVERY_MS = 10_000;
 const LANE_IDLE_MS = 60_000;
+/** How long, and for how many replies, a lane ignores stale reads of replies it has finished. */
+const JUST_DONE_MS = 30_000;
+const JUST_DONE_KEPT = 512;
 
 export interface Candidate {
   id: string;
@@ -133,6 +140,7 @@ export class Sender {
   private rediscover = false;
   private lastSweep = 0;
   private readonly offs: (() => void)[] = [];
+  private claimLatency = 0;
 
   constructor(readonly ctx: AppContext) {
     this.committer = committerFor(ctx);
@@ -161,6 +169,15 @@ export class Sender {
     await Promise.all([...this.lanes.values()].map((l) => l.stop()));
     await this.committer.idle();
     if (this.pg) await Promise.all([...this.lanes.keys()].map((id) => releaseLease(this.ctx.database, leaseName(id), this.owner).catch(() => undefined)));
+  }
+
+  /** Exponentially weighted recent claim latency (queueing in the committer and the commit). */
+  recordClaimLatency(ms: number): void {
+    this.claimLatency = this.claimLatency === 0 ? ms : this.claimLatency * 0.9 + ms * 0.1;
+  }
+
+  claimLeadMs(): number {
+    return Math.min(MAX_CLAIM_LEAD_MS, Math.max(MIN_CLAIM_LEAD_MS, 2 * this.claimLatency));
   }
 
   lane(accountId: string): Lane {
@@ -243,6 +260,8 @@ class Lane {
   private fullFetchedAt = 0;
   /** The last read was cut at FETCH_LIMIT: more replies wait in the database. */
   private more = false;
+  /** Replies that left the queue here lately (sent, failed): id → when. */
+  private readonly justDone = new Map<string, number>();
   private running: Promise<void> | null = null;
   private dirty = false;
   private readonly signal = new Signal();
@@ -348,26 +367,38 @@ class Lane {
       }
       const gate = gateFor(this.ctx, this.accountId);
       const slot = gate.reserve();
-      const lead = slot - performance.now() - CLAIM_LEAD_MS;
+      const lead = slot - performance.now() - this.sender.claimLeadMs();
       this.inflight.set(c.conversation_id, c.id);
       if (lead > 0) await sleep(lead);
-      const claimed = await this.claim(c).catch(() => false);
-      if (!claimed) {
-        // Someone else changed it (a hold, another process): forget what we knew.
-        gate.cancel(slot);
-        this.inflight.delete(c.conversation_id);
-        this.rows = null;
-        continue;
-      }
-      this.lastActive = Date.now();
-      const task = this.execute(c, slot)
+      // Not awaited: the claim commits while the loop moves on to the next slot, so a slow commit
+      // (a busy Postgres) delays one reply's start, never the account's rate.
+      const task = this.claimAndExecute(c, slot)
         .catch((err) => this.ctx.log.error({ err, message_id: c.id }, 'sender: recording the outcome failed; the reply stays sending until recovered'))
         .finally(() => {
-          this.inflight.delete(c.conversation_id);
+          this.release(c);
           this.tasks.delete(task);
-          this.signal.notify();
         });
       this.tasks.add(task);
+    }
+  }
+
+  private async claimAndExecute(c: Row, slot: number): Promise<void> {
+    const claimed = await this.claim(c).catch(() => false);
+    if (!claimed) {
+      // Someone else changed it (a hold, another process): forget what we knew.
+      gateFor(this.ctx, this.accountId).cancel(slot);
+      this.rows = null;
+      return;
+    }
+    this.lastActive = Date.now();
+    await this.execute(c, slot);
+  }
+
+  /** The conversation may send its next reply (this one is out of TikTok's hands or back in the queue). */
+  private release(c: Row): void {
+    if (this.inflight.get(c.conversation_id) === c.id) {
+      this.inflight.delete(c.conversation_id);
+      this.signal.notify();
     }
   }
 
@@ -421,6 +452,8 @@ class Lane {
   /** The reply left the queue (sent or failed for good). */
   private done(c: Row): void {
     if (this.rows) this.rows = this.rows.filter((r) => r.id !== c.id);
+    this.justDone.set(c.id, Date.now());
+    if (this.justDone.size > JUST_DONE_KEPT) this.justDone.delete(this.justDone.keys().next().value!);
   }
 
   private async loadAccount(): Promise<AccountInfo> {
@@ -439,10 +472,24 @@ class Lane {
     let q = candidates(this.ctx.database.db).select(['m.status', 'm.next_attempt_at'])
       .where('m.account_id', '=', this.accountId).where(isPending('m'));
     if (after) q = q.where(isOutbound('m')).where('m.id', '>', idFloor('msg', idTime(after) - ID_SKEW_MS));
-    return q.orderBy('m.id').limit(FETCH_LIMIT).execute() as Promise<Row[]>;
+    const rows = await q.orderBy('m.id').limit(FETCH_LIMIT).execute() as Row[];
+    if (!this.justDone.size) return rows;
+    // A read that overlapped the writing of a result still shows that reply pending (`sending`):
+    // it would block its conversation until the next full read.
+    const since = Date.now() - JUST_DONE_MS;
+    return rows.filter((r) => (this.justDone.get(r.id) ?? 0) < since);
   }
 
-  private claim(c: Candidate): Promise<boolean> {
+  private async claim(c: Candidate): Promise<boolean> {
+    const started = performance.now();
+    try {
+      return await this.claimOnce(c);
+    } finally {
+      this.sender.recordClaimLatency(performance.now() - started);
+    }
+  }
+
+  private claimOnce(c: Candidate): Promise<boolean> {
     return this.sender.committer.claim({
       id: c.id,
       event: (attempts) => {
@@ -494,6 +541,7 @@ class Lane {
     }
     const account = await this.loadAccount();
     const client = tiktokClient(ctx.config);
+    let providerId: string;
     try {
       let sendSlot = slot;
       let mediaId: string | null = null;
@@ -510,13 +558,17 @@ class Lane {
         }
       }
       const body = sendBody(c, mediaId);
-      const providerId = await this.call(sendSlot, (token) => client.send(token, account.external_id, c.conv_external_id, body));
-      await this.sent(c, providerId, ctx.clock());
-      ctx.recentSends.add(account.external_id, providerId);
-      this.done(c);
+      providerId = await this.call(sendSlot, (token) => client.send(token, account.external_id, c.conv_external_id, body));
     } catch (err) {
       await this.failed(c, err);
+      return;
     }
+    // TikTok has it: the conversation's next reply may go while this result is written. (A failure
+    // to write it leaves the reply `sending`: recovered later, never marked failed after TikTok took it.)
+    this.done(c);
+    this.release(c);
+    await this.sent(c, providerId, ctx.clock());
+    ctx.recentSends.add(account.external_id, providerId);
   }
 
   private sent(c: Candidate, providerId: string, ts: number): Promise<void> {
