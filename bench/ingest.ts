@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { freePort, scratchSchema } from '../test/helpers/scratch.js';
 import { openDatabase } from '../src/db/database.js';
+import { SERVE_NODE_FLAGS } from './serve-flags.js';
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
 const CONNECTIONS = 50;
@@ -76,7 +77,7 @@ async function startGateway(databaseUrl: string): Promise<Gateway> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const env = { ...process.env, DMGATE_PORT: String(port), DMGATE_HOST: '127.0.0.1', DMGATE_DATA_DIR: dataDir, DATABASE_URL: databaseUrl, DMGATE_SANDBOX: '1', DMGATE_LOG_LEVEL: 'warn', TIKTOK_APP_ID: '', DMGATE_PUBLIC_URL: url };
-  const child = spawn(process.execPath, ['dist/cli.js', 'serve', ...(process.env.BENCH_ROLE ? ['--role', process.env.BENCH_ROLE] : [])], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, 'dist/cli.js', 'serve', ...(process.env.BENCH_ROLE ? ['--role', process.env.BENCH_ROLE] : [])], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   await waitReady(`${url}/readyz`);
   const keyOut = await new Promise<string>((resolve, reject) => {
     const c = spawn(process.execPath, ['dist/cli.js', 'keys', 'create', '--name', 'bench'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -185,7 +186,8 @@ async function runFor(label: string, databaseUrl: string, bareUrl: string): Prom
 
 async function main(): Promise<void> {
   const barePort = await freePort();
-  const bare = spawn(process.execPath, ['-e', BARE, String(barePort)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // The baseline runs on the same Node flags as the gateway.
+  const bare = spawn(process.execPath, [...SERVE_NODE_FLAGS, '-e', BARE, String(barePort)], { stdio: ['ignore', 'ignore', 'inherit'] });
   await sleep(300);
   const bareUrl = `http://127.0.0.1:${barePort}/`;
   try {

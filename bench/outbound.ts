@@ -33,6 +33,7 @@ import { join } from 'node:path';
 import { freePort, scratchSchema } from '../test/helpers/scratch.js';
 import { openDatabase, type Database } from '../src/db/database.js';
 import { RateGate } from '../src/messaging/rate-gate.js';
+import { SERVE_NODE_FLAGS } from './serve-flags.js';
 
 const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 200);
 const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 10);
@@ -98,7 +99,7 @@ async function start(databaseUrl: string): Promise<Setup> {
   };
   const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
   const launch = async (role: string) => {
-    const child = spawn(process.execPath, [...prof, 'dist/cli.js', 'serve', '--role', role], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, ...prof, 'dist/cli.js', 'serve', '--role', role], { env, stdio: ['ignore', 'ignore', 'inherit'] });
     await waitReady(`${gwUrl}/readyz`);
     return child;
   };
