@@ -33,14 +33,15 @@ function subscribed(endpoint: EndpointFilter, type: string): boolean {
  */
 export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number): Promise<StoredEvent[]> {
   if (!inputs.length) return [];
-  if (tx.getExecutor().adapter instanceof PostgresAdapter) {
-    // Sequence numbers are taken at insert but become visible at commit. Serializing the tail of
-    // event-appending transactions makes seq order equal commit order, so a reader paging by seq
-    // (GET /v1/events, SSE replay) can never skip an event that commits late.
-    await sql`select pg_advisory_xact_lock(${EVENT_APPEND_LOCK})`.execute(tx);
-  }
   const endpoints = (await tx.selectFrom('webhook_endpoints').select(['id', 'events']).where('enabled', '=', 1).execute())
     .map((e) => ({ id: e.id, events: parseJson<string[]>(e.events, []) }));
+  if (tx.getExecutor().adapter instanceof PostgresAdapter) {
+    // Sequence numbers are taken at insert but become visible at commit. Serializing the tail of
+    // event-appending transactions (from here to commit: keep it short) makes seq order equal
+    // commit order, so a reader paging by seq (GET /v1/events, SSE replay) can never skip an event
+    // that commits late.
+    await sql`select pg_advisory_xact_lock(${EVENT_APPEND_LOCK})`.execute(tx);
+  }
   const stored: StoredEvent[] = [];
   // Multi-row inserts: on Postgres every statement is a round trip, and a batch holds many events.
   for (let i = 0; i < inputs.length; i += CHUNK) {
