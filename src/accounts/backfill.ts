@@ -3,7 +3,7 @@ import type { AppContext } from '../context.js';
 import { ApiError } from '../core/errors.js';
 import { parseJson } from '../db/database.js';
 import { releaseLease, tryAcquireLease } from '../db/leases.js';
-import { appendEvents } from '../events/outbox.js';
+import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
 import { applyProviderEvent } from '../ingest/apply.js';
 import { fetchConversation, listConversationIds, type FetchedMessage, type Pace } from '../ingest/sync.js';
@@ -193,7 +193,7 @@ async function applyConversation(ctx: AppContext, acct: AccountRow, fetched: Fet
   for (let attempt = 0; ; attempt++) {
     try {
       let added = 0;
-      let appended = 0;
+      let appended = { events: 0, deliveries: 0 };
       await ctx.database.db.transaction().execute(async (tx) => {
         const now = ctx.clock();
         const before = await count(tx);
@@ -205,9 +205,9 @@ async function applyConversation(ctx: AppContext, acct: AccountRow, fetched: Fet
           events.push(...out.events);
         }
         added = (await count(tx)) - before;
-        appended = (await appendEvents(tx, events, now)).length;
+        appended = tally(await appendEvents(tx, events, now));
       });
-      if (appended) { ctx.bus.notify('deliveries'); ctx.bus.notify('events'); }
+      announceEvents(ctx.bus, appended);
       return added;
     } catch (err) {
       // A webhook created the same contact or conversation at the same moment: apply again.

@@ -4,7 +4,7 @@ import { notFound } from '../core/errors.js';
 import type { AppContext } from '../context.js';
 import type { AccountsTable } from '../db/schema.js';
 import { parseJson, type Executor, type Tx } from '../db/database.js';
-import { appendEvents } from '../events/outbox.js';
+import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { TokenSet } from '../providers/tiktok/api-client.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
 import { statusEvent } from '../messaging/queue.js';
@@ -113,14 +113,12 @@ export async function saveConnectedAccount(
     } else {
       events.push(...await holdReplies(tx, id, provider, now, { code: 'account_restricted', message: statusReason ?? 'the account cannot use the messaging API; its replies wait' }));
     }
-    await appendEvents(tx, events, now);
-    return { id, created: !existing };
+    return { id, created: !existing, appended: tally(await appendEvents(tx, events, now)) };
   });
   noteTokenLifetime(ctx, result.id, tokens.expiresInMs);
   ctx.bus.notify('inbound');
   ctx.bus.notify('outbound');
-  ctx.bus.notify('deliveries');
-  ctx.bus.notify('events');
+  announceEvents(ctx.bus, result.appended);
   ctx.bus.notify('accounts');
   return { account: await getAccount(ctx.database.db, result.id), created: result.created };
 }
@@ -130,9 +128,10 @@ export async function setAccountStatus(
   ctx: AppContext, accountId: string, status: 'needs_reauth' | 'disconnected' | 'restricted', reason: string, extra: Partial<AccountsTable> = {},
 ): Promise<void> {
   const now = ctx.clock();
-  const changed = await ctx.database.db.transaction().execute(async (tx) => {
+  // null: the account already had this status (nothing written, nothing to announce).
+  const appended = await ctx.database.db.transaction().execute(async (tx) => {
     const acct = await getAccount(tx, accountId);
-    if (acct.status === status) return false;
+    if (acct.status === status) return null;
     await tx.updateTable('accounts').set({ status, status_reason: reason, updated_at: now, ...extra }).where('id', '=', accountId).execute();
     const events: EventInput[] = [];
     const event = status === 'needs_reauth' ? 'account.needs_reauth' as const : status === 'disconnected' ? 'account.disconnected' as const : null;
@@ -145,15 +144,13 @@ export async function setAccountStatus(
     // Replies waiting to be sent are held until the account is connected again.
     const code = status === 'needs_reauth' ? 'account_needs_reauth' : status === 'disconnected' ? 'account_disconnected' : 'account_restricted';
     events.push(...await holdReplies(tx, accountId, acct.provider, now, { code, message: reason }));
-    await appendEvents(tx, events, now);
-    return true;
+    return tally(await appendEvents(tx, events, now));
   });
-  if (changed) {
+  if (appended) {
     // Loud: an account that cannot send is what operators must hear about first.
     const level = status === 'disconnected' ? 'warn' : 'error';
     ctx.log[level]({ account_id: accountId, status, reason }, status === 'disconnected' ? 'account disconnected' : `account ${status}: ${reason}`);
-    ctx.bus.notify('deliveries');
-    ctx.bus.notify('events');
+    announceEvents(ctx.bus, appended);
     ctx.bus.notify('accounts', accountId);
   }
 }

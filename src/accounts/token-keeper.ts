@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../context.js';
 import { ApiError } from '../core/errors.js';
 import { tryAcquireLease } from '../db/leases.js';
-import { appendEvents } from '../events/outbox.js';
+import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import { TIKTOK_REQUIRED_SCOPES, tiktokClient } from '../providers/tiktok/provider.js';
 import type { Worker } from '../runtime.js';
 import { getAccount, hasUnprocessedInbound, releaseHeldReplies, setAccountStatus } from './store.js';
@@ -165,14 +165,13 @@ export function startTokenKeeper(ctx: AppContext): TokenKeeper {
       if (await hasUnprocessedInbound(ctx.database.db, acct.provider, acct.external_id)) { heldWaiting = true; continue; }
       const appended = await ctx.database.db.transaction().execute(async (tx) => {
         const fresh = await getAccount(tx, account_id);
-        if (fresh.status !== 'active') return 0;
+        if (fresh.status !== 'active') return null;
         const events = await releaseHeldReplies(ctx, tx, fresh, ctx.clock(), { inboundPending: false });
-        return (await appendEvents(tx, events, ctx.clock())).length;
+        return tally(await appendEvents(tx, events, ctx.clock()));
       });
-      if (appended) {
+      if (appended?.events) {
         ctx.bus.notify('outbound', account_id);
-        ctx.bus.notify('deliveries');
-        ctx.bus.notify('events');
+        announceEvents(ctx.bus, appended);
       }
     }
   }

@@ -14,6 +14,11 @@ export const TIKTOK_WEBHOOK_PATH = '/webhooks/tiktok';
 
 const OK_BODY = '{"ok":true}';
 
+const signatureOf = (headers: IncomingMessage['headers']): string | undefined => {
+  const h = headers['tiktok-signature'];
+  return Array.isArray(h) ? h[0] : h;
+};
+
 /**
  * TikTok's DM callback. Answers 200 only once the raw event is committed; everything after is
  * asynchronous. A bad, stale or missing signature is 401 and stores nothing; so is a body over the
@@ -67,8 +72,7 @@ export class TiktokWebhookIngress {
    */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const limit = this.ctx.config.webhookMaxBytes;
-    const header = req.headers['tiktok-signature'];
-    const signature = Array.isArray(header) ? header[0] : header;
+    const signature = signatureOf(req.headers);
     if (Number(req.headers['content-length']) > limit) {
       this.refuse(req, res, new ApiError('payload_too_large', 'the request body is too large'));
       return;
@@ -134,8 +138,7 @@ export function tiktokWebhookRoutes(ctx: AppContext, raw: RawRoutes): FastifyPlu
         response: { 200: Type.Object({ ok: Type.Boolean() }), 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 413: { $ref: 'Error#' } },
       },
     }, async (req) => {
-      const header = req.headers['tiktok-signature'];
-      await ingress.accept(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), Array.isArray(header) ? header[0] : header);
+      await ingress.accept(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), signatureOf(req.headers));
       return { ok: true };
     });
   };

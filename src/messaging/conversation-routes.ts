@@ -5,7 +5,7 @@ import { notFound } from '../core/errors.js';
 import { IdParams, Nullable, errorResponses, listOf } from '../http/schemas.js';
 import { principalOf } from '../http/principal.js';
 import { cursorFilter, pageOf } from '../http/pagination.js';
-import { appendEvents } from '../events/outbox.js';
+import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import { WINDOW_POLICIES, windowAt } from './window.js';
 import { contactSummary, iso, messageView, type ConversationRow, type ContactRow } from './views.js';
 import { parseJson } from '../db/database.js';
@@ -126,16 +126,15 @@ export function conversationRoutes(ctx: AppContext): FastifyPluginAsync {
         const user = await ctx.database.db.selectFrom('users').select('id').where('id', '=', patch.assignee_id).executeTakeFirst();
         if (!user) throw notFound('user', patch.assignee_id);
       }
-      await ctx.database.db.transaction().execute(async (tx) => {
+      const appended = await ctx.database.db.transaction().execute(async (tx) => {
         await tx.updateTable('conversations').set({ ...patch, updated_at: now }).where('id', '=', id).execute();
         const event = action === 'assign' ? 'conversation.assigned' as const : action === 'resolve' ? 'conversation.resolved' as const : 'conversation.reopened' as const;
-        await appendEvents(tx, [{
+        return tally(await appendEvents(tx, [{
           event, account_id: conv.account_id, provider: 'tiktok', conversation_id: id,
           data: { conversation_id: id, contact: contactSummary(contact), assignee_id: patch.assignee_id ?? conv.assignee_id, status: patch.status ?? conv.status, by: principal.id },
-        }], now);
+        }], now));
       });
-      ctx.bus.notify('deliveries');
-      ctx.bus.notify('events');
+      announceEvents(ctx.bus, appended);
       return conversationView(ctx, { ...conv, ...patch }, contact);
     };
 

@@ -18,8 +18,6 @@ import type { AppContext } from '../context.js';
  * One gate per account per process; on PostgreSQL the sender's account lease makes it the only one.
  */
 export const WINDOW_SLACK_MS = 2;
-/** How long a call made through `take()` (which never reports its end) is assumed to run. */
-const UNREPORTED_CALL_MS = 250;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(1, Math.ceil(ms))));
 
@@ -57,7 +55,7 @@ export class RateGate {
    * Waits for the slot and for room (see above), then records the call as started. Make the call
    * right away and call the returned release when its answer (or failure) is in.
    */
-  async fire(slot: number, assumeMs?: number): Promise<Release> {
+  async fire(slot: number): Promise<Release> {
     for (;;) {
       const now = this.now();
       if (this.calls.length) this.calls = this.calls.filter((c) => c.end === null || c.end > now - this.windowMs);
@@ -69,20 +67,12 @@ export class RateGate {
         wait = Math.max(wait, freeAt === Infinity ? 5 : freeAt - now);
       }
       if (wait <= 0) {
-        const call: Call = { start: now, end: assumeMs === undefined ? null : now + assumeMs };
+        const call: Call = { start: now, end: null };
         this.calls.push(call);
-        return () => { if (assumeMs === undefined && call.end === null) call.end = this.now(); };
+        return () => { if (call.end === null) call.end = this.now(); };
       }
       await sleep(wait);
     }
-  }
-
-  /**
-   * reserve + fire for a call made on the spot whose end is not reported: it is assumed to take up
-   * to UNREPORTED_CALL_MS. Prefer `paced(gate, fn)`, which reports the real end.
-   */
-  async take(): Promise<void> {
-    await this.fire(this.reserve(), UNREPORTED_CALL_MS);
   }
 
   /** Calls that still count (for tests and metrics). */

@@ -480,23 +480,20 @@ class Lane {
     return rows.filter((r) => (this.justDone.get(r.id) ?? 0) < since);
   }
 
+  /** queued → sending (with its event); its latency sets how early the next claims start. */
   private async claim(c: Candidate): Promise<boolean> {
     const started = performance.now();
     try {
-      return await this.claimOnce(c);
+      return await this.sender.committer.claim({
+        id: c.id,
+        event: (attempts) => {
+          c.attempts = attempts;
+          return this.status(c, 'sending', null);
+        },
+      });
     } finally {
       this.sender.recordClaimLatency(performance.now() - started);
     }
-  }
-
-  private claimOnce(c: Candidate): Promise<boolean> {
-    return this.sender.committer.claim({
-      id: c.id,
-      event: (attempts) => {
-        c.attempts = attempts;
-        return this.status(c, 'sending', null);
-      },
-    });
   }
 
   private status(c: Candidate, status: string, providerMessageId: string | null, error: Record<string, unknown> | null = null, extra?: Record<string, unknown>): EventInput {

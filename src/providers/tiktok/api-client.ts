@@ -63,25 +63,21 @@ export class TiktokClient {
     const headers: Record<string, string> = {};
     if (init.token) headers['Access-Token'] = init.token;
     const timeoutMs = this.opts.timeoutMs ?? 15000;
+    let body: string | undefined;
+    if (init.json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(init.json); }
     let status: number;
     let text: string;
-    if (init.form) {
-      // Multipart uploads are rare (one per new image): fetch builds the body.
-      try {
+    try {
+      if (body === undefined && init.form) {
+        // Multipart uploads are rare (one per new image): fetch builds the body.
         const res = await fetch(url, { method, headers, body: init.form, signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
         status = res.status;
         text = await res.text();
-      } catch (err) {
-        throw new TiktokNetworkError(err instanceof Error ? err.message : String(err), path);
-      }
-    } else {
-      let body: string | undefined;
-      if (init.json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(init.json); }
-      try {
+      } else {
         ({ status, text } = await transport.request(url, method, headers, body, timeoutMs));
-      } catch (err) {
-        throw new TiktokNetworkError(err instanceof Error ? err.message : String(err), path);
       }
+    } catch (err) {
+      throw new TiktokNetworkError(err instanceof Error ? err.message : String(err), path);
     }
     if (status >= 500 || status === 429) throw new TiktokNetworkError(`HTTP ${status}`, path);
     if (status >= 300 && status < 400) throw new TiktokNetworkError(`HTTP ${status}: redirects are not followed`, path);
