@@ -23,15 +23,17 @@
  *
  * Runs on SQLite; on PostgreSQL instead when BENCH_DATABASE_URL is set.
  * Knobs: BENCH_ACCOUNTS (200), BENCH_CONVERSATIONS (10), BENCH_LATENCY_S (10), BENCH_RATE (500),
- * BENCH_CPU_PROF (a directory: CPU profiles of the gateway processes).
+ * BENCH_CPU_PROF (a directory: CPU profiles of the gateway processes), BENCH_LOG_LEVEL (the gateway's),
+ * BENCH_PHASES=latency (skip the baseline, queue and drain phases).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, scratchSchema } from '../test/helpers/scratch.js';
 import { openDatabase, type Database } from '../src/db/database.js';
+import { isPending } from '../src/messaging/queue.js';
 import { RateGate } from '../src/messaging/rate-gate.js';
 import { SERVE_NODE_FLAGS } from './serve-flags.js';
 
@@ -69,6 +71,32 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
+/** CPU seconds used so far by the local PostgreSQL server's processes (0 when there are none). */
+function postgresCpuSeconds(): number {
+  let total = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') total += cpuSeconds(Number(pid));
+    } catch { /* the process ended meanwhile */ }
+  }
+  return total;
+}
+
+/** Starts measuring the CPU of the gateway, the emulator, PostgreSQL and this load generator; the result is per request. */
+function cpuMeter(s: Setup): (requests: number) => string {
+  const read = () => ({ gw: cpuSeconds(s.gateway.pid!), emu: cpuSeconds(s.emulator.pid!), pg: postgresCpuSeconds(), self: cpuSeconds(process.pid) });
+  const a = read();
+  const t = performance.now();
+  return (requests) => {
+    const b = read();
+    const wall = (performance.now() - t) / 1000;
+    const part = (name: string, sec: number) => `${name} ${fmt(sec / wall * 100, 0)} % (${fmt(sec * 1000 / Math.max(1, requests), 2)} ms per request)`;
+    return [part('gateway', b.gw - a.gw), part('emulator', b.emu - a.emu), ...(b.pg > a.pg ? [part('PostgreSQL', b.pg - a.pg)] : []), part('load generator', b.self - a.self)].join(', ')
+      + ` of ${availableParallelism()} cores`;
+  };
+}
+
 function peakRssMb(pid: number): { peak: number; now: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
@@ -93,7 +121,7 @@ async function start(databaseUrl: string): Promise<Setup> {
   await waitReady(`${emuUrl}/_control/stats`);
   const env = {
     ...process.env, DMGATE_PORT: String(gwPort), DMGATE_HOST: '127.0.0.1', DMGATE_DATA_DIR: dataDir, DATABASE_URL: databaseUrl,
-    DMGATE_LOG_LEVEL: 'warn', DMGATE_PUBLIC_URL: gwUrl, DMGATE_ALLOW_PRIVATE_WEBHOOKS: '1', DMGATE_SANDBOX: '0',
+    DMGATE_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', DMGATE_PUBLIC_URL: gwUrl, DMGATE_ALLOW_PRIVATE_WEBHOOKS: '1', DMGATE_SANDBOX: '0',
     TIKTOK_APP_ID: APP_ID, TIKTOK_APP_SECRET: APP_SECRET, TIKTOK_API_BASE: `${emuUrl}/open_api/v1.3/`, TIKTOK_AUTH_URL: `${emuUrl}/v2/auth/authorize`,
     DMGATE_TIKTOK_QPS: String(TIKTOK_QPS),
   };
@@ -152,6 +180,12 @@ async function connect(s: Setup, username: string): Promise<string> {
 
 async function countWhere(db: Database, status: string[]): Promise<number> {
   const r = await db.db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).where('direction', '=', 'outbound').where('status', 'in', status as never).executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+/** Replies still to send, through the queue's partial index: polling must not load the database it measures. */
+async function pendingCount(db: Database): Promise<number> {
+  const r = await db.db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).where(isPending()).executeTakeFirstOrThrow();
   return Number(r.n);
 }
 
@@ -317,59 +351,64 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     }
     const idle = peakRssMb(s.gateway.pid!).now;
 
-    // ---- Baseline: what a perfectly paced client gets from the emulator on this machine ----
-    const base = await directBaseline(s, usernames, PER_CONVERSATION * CONVERSATIONS);
-    console.log(`[${label}] baseline, ${ACCOUNTS} businesses paced directly against the emulator (no gateway): ${describeRates(base.report)}; 40100 throttles ${base.throttles}`);
+    // BENCH_PHASES=latency: only the latency and memory phases (to study the accept path).
+    if (process.env.BENCH_PHASES !== 'latency') {
+      // ---- Baseline: what a perfectly paced client gets from the emulator on this machine ----
+      const base = await directBaseline(s, usernames, PER_CONVERSATION * CONVERSATIONS);
+      console.log(`[${label}] baseline, ${ACCOUNTS} businesses paced directly against the emulator (no gateway): ${describeRates(base.report)}; 40100 throttles ${base.throttles}`);
 
-    // ---- Queue: 100 replies per account with the sender stopped (gateway --role api) --------
-    await s.restart('api');
-    const jobs = convs.flatMap((c) => Array.from({ length: PER_CONVERSATION }, (_, k) => ({ conv: c.id, k })));
-    jobs.sort((a, b) => a.k - b.k);
-    t = performance.now();
-    let refused = 0;
-    await pool(jobs, 64, async (j) => {
-      const res = await fetch(`${s.gwUrl}/v1/messages`, {
-        method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
-        body: JSON.stringify({ conversation_id: j.conv, type: 'text', text: `Reply ${j.k + 1}: yes, it is in stock and ships today.` }),
+      // ---- Queue: 100 replies per account with the sender stopped (gateway --role api) --------
+      await s.restart('api');
+      const jobs = convs.flatMap((c) => Array.from({ length: PER_CONVERSATION }, (_, k) => ({ conv: c.id, k })));
+      jobs.sort((a, b) => a.k - b.k);
+      t = performance.now();
+      let refused = 0;
+      await pool(jobs, 64, async (j) => {
+        const res = await fetch(`${s.gwUrl}/v1/messages`, {
+          method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
+          body: JSON.stringify({ conversation_id: j.conv, type: 'text', text: `Reply ${j.k + 1}: yes, it is in stock and ships today.` }),
+        });
+        if (res.status !== 202) { refused++; if (refused <= 3) console.error(await res.text()); } else await res.arrayBuffer();
       });
-      if (res.status !== 202) { refused++; if (refused <= 3) console.error(await res.text()); } else await res.arrayBuffer();
-    });
-    const enqueueS = (performance.now() - t) / 1000;
-    console.log(`[${label}] queued ${jobs.length - refused} replies (${PER_CONVERSATION * CONVERSATIONS} per account) in ${fmt(enqueueS)} s: ${Math.round(jobs.length / enqueueS)} POST /v1/messages per s with 64 connections; ${refused} refused`);
+      const enqueueS = (performance.now() - t) / 1000;
+      console.log(`[${label}] queued ${jobs.length - refused} replies (${PER_CONVERSATION * CONVERSATIONS} per account) in ${fmt(enqueueS)} s: ${Math.round(jobs.length / enqueueS)} POST /v1/messages per s with 64 connections; ${refused} refused`);
 
-    // ---- Send: the gateway with its sender (--role all) drains the queue --------------------
-    const statsBefore = await control(s, 'stats');
-    const sentBefore = statsBefore.sent as number;
-    t = performance.now();
-    await s.restart('all');
-    const cpu0 = { gw: cpuSeconds(s.gateway.pid!), emu: cpuSeconds(s.emulator.pid!) };
-    for (let i = 0; i < 6000; i++) {
-      if ((await countWhere(s.db, ['queued', 'sending', 'held'])) === 0) break;
-      await sleep(100);
+      // ---- Send: the gateway with its sender (--role all) drains the queue --------------------
+      const statsBefore = await control(s, 'stats');
+      const sentBefore = statsBefore.sent as number;
+      t = performance.now();
+      await s.restart('all');
+      const cpu0 = { gw: cpuSeconds(s.gateway.pid!), emu: cpuSeconds(s.emulator.pid!), pg: postgresCpuSeconds() };
+      for (let i = 0; i < 6000; i++) {
+        if ((await pendingCount(s.db)) === 0) break;
+        await sleep(100);
+      }
+      const drainS = (performance.now() - t) / 1000;
+      const cpu = { gw: cpuSeconds(s.gateway.pid!) - cpu0.gw, emu: cpuSeconds(s.emulator.pid!) - cpu0.emu, pg: postgresCpuSeconds() - cpu0.pg };
+      const failed = await countWhere(s.db, ['failed']);
+      const stats = await control(s, 'stats');
+      const all = (await control<{ data: { business_id: string; timestamp: number }[] }>(s, 'sent')).data.slice(sentBefore);
+      const report = rateReport(all);
+      const throttles = stats.violations.qps - statsBefore.violations.qps;
+      const violations = Object.keys(stats.violations).reduce((a, k) => a + stats.violations[k] - statsBefore.violations[k], 0);
+      console.log(`[${label}] drained in ${fmt(drainS)} s (restart included): ${all.length} sent, ${failed} failed`);
+      console.log(`[${label}] send rate per account, TikTok's clock: ${describeRates(report)} (target ≥ 9.5/s)`);
+      console.log(`[${label}]   = ${fmt(report.rates[0] / TIKTOK_QPS, 3)} / ${fmt(pct(report.rates, 50) / TIKTOK_QPS, 3)} of TikTok's ${TIKTOK_QPS} QPS (min / p50); `
+        + `${fmt(pct(report.rates, 50) / pct(base.report.rates, 50), 3)} of the direct baseline's p50; spread fastest/slowest ${fmt(report.rates[report.rates.length - 1] / report.rates[0], 3)}×`);
+      console.log(`[${label}] 40100 throttles: ${throttles}; rule violations: ${violations} (window, quota, daily cap, content, QPS); busiest second of one account at TikTok: ${report.busiest} calls`);
+      const deferred = await s.db.db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('event_type', '=', 'im_send_msg').where('attempts', '>', 0).executeTakeFirstOrThrow();
+      console.log(`[${label}] TikTok echoes (im_send_msg) that arrived before the send's result was stored and waited for it: ${deferred.n}`);
+      console.log(`[${label}] CPU while draining: gateway ${fmt(cpu.gw)} s (${fmt(cpu.gw * 1000 / Math.max(1, all.length), 2)} ms per reply), emulator ${fmt(cpu.emu)} s (${fmt(cpu.emu * 1000 / Math.max(1, all.length), 2)} ms per send)`
+        + (label === 'postgres' ? `, PostgreSQL server ${fmt(cpu.pg)} s (${fmt(cpu.pg * 1000 / Math.max(1, all.length), 2)} ms per reply)` : '')
+        + `; ${fmt(drainS * availableParallelism())} core-seconds available on ${availableParallelism()} cores`);
     }
-    const drainS = (performance.now() - t) / 1000;
-    const cpu = { gw: cpuSeconds(s.gateway.pid!) - cpu0.gw, emu: cpuSeconds(s.emulator.pid!) - cpu0.emu };
-    const failed = await countWhere(s.db, ['failed']);
-    const stats = await control(s, 'stats');
-    const all = (await control<{ data: { business_id: string; timestamp: number }[] }>(s, 'sent')).data.slice(sentBefore);
-    const report = rateReport(all);
-    const throttles = stats.violations.qps - statsBefore.violations.qps;
-    const violations = Object.keys(stats.violations).reduce((a, k) => a + stats.violations[k] - statsBefore.violations[k], 0);
-    console.log(`[${label}] drained in ${fmt(drainS)} s (restart included): ${all.length} sent, ${failed} failed`);
-    console.log(`[${label}] send rate per account, TikTok's clock: ${describeRates(report)} (target ≥ 9.5/s)`);
-    console.log(`[${label}]   = ${fmt(report.rates[0] / TIKTOK_QPS, 3)} / ${fmt(pct(report.rates, 50) / TIKTOK_QPS, 3)} of TikTok's ${TIKTOK_QPS} QPS (min / p50); `
-      + `${fmt(pct(report.rates, 50) / pct(base.report.rates, 50), 3)} of the direct baseline's p50; spread fastest/slowest ${fmt(report.rates[report.rates.length - 1] / report.rates[0], 3)}×`);
-    console.log(`[${label}] 40100 throttles: ${throttles}; rule violations: ${violations} (window, quota, daily cap, content, QPS); busiest second of one account at TikTok: ${report.busiest} calls`);
-    const deferred = await s.db.db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('event_type', '=', 'im_send_msg').where('attempts', '>', 0).executeTakeFirstOrThrow();
-    console.log(`[${label}] TikTok echoes (im_send_msg) that arrived before the send's result was stored and waited for it: ${deferred.n}`);
-    console.log(`[${label}] CPU while draining: gateway ${fmt(cpu.gw)} s (${fmt(cpu.gw * 1000 / Math.max(1, all.length), 2)} ms per reply), emulator ${fmt(cpu.emu)} s (${fmt(cpu.emu * 1000 / Math.max(1, all.length), 2)} ms per send)`);
 
     // ---- Latency ---------------------------------------------------------------------------
     since = Date.now();
     await pool(customers, 32, async (c) => { await control(s, 'dm', { ...c, text: 'One more question' }); });
     await waitForCustomers(s, customers.length, since);
-    const sample = await s.db.db.selectFrom('messages').select('id').where('direction', '=', 'outbound').limit(1).executeTakeFirstOrThrow();
+    const sample = await s.db.db.selectFrom('messages').select('id').limit(1).executeTakeFirstOrThrow();
     const get = (): RequestInit => ({ headers: auth });
     const line = (r: { lat: number[]; non2xx: number; errors: number }) =>
       `p50 ${fmt(pct(r.lat, 50), 2)} ms, p99 ${fmt(pct(r.lat, 99), 2)} ms, max ${fmt(r.lat[r.lat.length - 1], 1)} ms (${r.lat.length} answers, ${r.non2xx} non-2xx, ${r.errors} errors)`;
@@ -386,14 +425,17 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     const read = await paced(`${s.gwUrl}/v1/messages/${sample.id}`, RATE, LATENCY_S, get);
     const before = await control(s, 'stats');
     const loop0 = await loopStats(s);
+    const busyCpu = cpuMeter(s);
     const busy = await postProbes();
+    const busyCpuLine = busyCpu(busy.lat.length);
     const loop1 = await loopStats(s);
     console.log(`[${label}] at ${RATE} requests/s for ${LATENCY_S} s:`);
     console.log(`[${label}]   baseline GET /healthz           ${line(health)}`);
     console.log(`[${label}]   baseline GET /v1/messages/{id}  ${line(read)}`);
     console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts: ${line(busy)} (target p99 ≤ 20 ms)`);
     console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(loop1.lagP99, 1)} ms, max ${fmt(loop1.lagMax, 1)} ms; GC ${gcLine(loop0, loop1)}`);
-    for (let i = 0; i < 600 && (await countWhere(s.db, ['queued', 'sending'])) > 0; i++) await sleep(100);
+    console.log(`[${label}]     CPU meanwhile: ${busyCpuLine}`);
+    for (let i = 0; i < 600 && (await pendingCount(s.db)) > 0; i++) await sleep(100);
     const after = await control(s, 'stats');
     const total = Object.keys(after.violations).reduce((a, k) => a + after.violations[k] - before.violations[k], 0);
     console.log(`[${label}]     those ${busy.lat.length} probes reached TikTok too: ${after.sent - before.sent} sent; violations ${total}, 40100 throttles ${after.violations.qps - before.violations.qps}`);
@@ -402,10 +444,13 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     await s.restart('api');
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get);
     const aloneLoop0 = await loopStats(s);
+    const aloneCpu = cpuMeter(s);
     const alone = await postProbes();
+    const aloneCpuLine = aloneCpu(alone.lat.length);
     const aloneLoop1 = await loopStats(s);
     console.log(`[${label}]   POST /v1/messages, an API-only process (--role api):     ${line(alone)} (target p99 ≤ 20 ms)`);
     console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(aloneLoop1.lagP99, 1)} ms, max ${fmt(aloneLoop1.lagMax, 1)} ms; GC ${gcLine(aloneLoop0, aloneLoop1)}`);
+    console.log(`[${label}]     CPU meanwhile: ${aloneCpuLine}`);
     console.log(`[${label}]   POST p99 / GET /healthz p99: ${fmt(pct(busy.lat, 99) / pct(health.lat, 99), 2)}× (sending too), ${fmt(pct(alone.lat, 99) / pct(health.lat, 99), 2)}× (API only)`);
 
     console.log(`[${label}] gateway memory (the sending process): peak RSS ${fmt(mem.peak, 0)} MB; the first process idle after setup: ${fmt(idle, 0)} MB (${fmt(mem.peak / idle, 2)}×)`);

@@ -67,6 +67,21 @@ describe('POST /v1/messages: replies reach TikTok', () => {
     expect((await sentAtEmulator(gw, conv.external_id)).map((s) => s.text.body)).toEqual(order);
   });
 
+  it('keeps the quota exact when later replies race (one statement each on Postgres, retried under the lock when they collide)', async () => {
+    const conv = await customerWrites(gw, 'reply_shop', 'bert');
+    const first = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'first' });
+    expect(first.status).toBe(202);
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => reply(gw, { conversation_id: conv.id, type: 'text', text: `race ${i}` })));
+    const accepted = results.filter((r) => r.status === 202);
+    expect(accepted).toHaveLength(9);
+    expect(results.filter((r) => r.status === 422).map((r) => r.body.error.code)).toEqual(['quota_exhausted', 'quota_exhausted', 'quota_exhausted']);
+    const row = await gw.server.ctx.database.db.selectFrom('conversations').select('outbound_since_inbound').where('id', '=', conv.id).executeTakeFirstOrThrow();
+    expect(Number(row.outbound_since_inbound)).toBe(10);
+    for (const r of accepted) await waitStatus(gw, r.body.id, 'sent');
+    const order = [first.body, ...accepted.map((r) => r.body)].sort((a, b) => (a.id < b.id ? -1 : 1)).map((m) => m.text);
+    expect((await sentAtEmulator(gw, conv.external_id)).map((s) => s.text.body)).toEqual(order);
+  });
+
   it('Idempotency-Key: same key and body → the same message, sent once; other body → 409', async () => {
     const conv = await customerWrites(gw, 'reply_shop', 'cleo');
     const body = { conversation_id: conv.id, type: 'text', text: 'Your order shipped' };

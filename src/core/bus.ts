@@ -17,6 +17,7 @@ export class Bus {
   private client: pg.PoolClient | null = null;
   private readonly pending = new Set<string>();
   private flushScheduled = false;
+  private flushing = false;
 
   constructor(private readonly log: Logger, private readonly pool?: pg.Pool) {
     this.emitter.setMaxListeners(0);
@@ -37,22 +38,42 @@ export class Bus {
 
   private readonly instance = Math.random().toString(36).slice(2, 8);
 
-  /** Announces work on a topic: local listeners at once, other processes through NOTIFY (coalesced). */
+  /**
+   * Announces work on a topic: local listeners at once, other processes through NOTIFY. Coalesced:
+   * everything announced while a NOTIFY is on its way goes in the next one, as one statement (each
+   * NOTIFY is a commit that takes the server's notification-queue lock, so one per announcement
+   * would cost more than the work it announces).
+   */
   notify(topic: Topic, data?: string): void {
     this.emitter.emit(topic, data);
     if (!this.pool) return;
-    this.pending.add(topic + '\u0000' + (data ?? ''));
-    if (this.flushScheduled) return;
+    this.pending.add(topic + '\u0001' + (data ?? ''));
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing || !this.pending.size) return;
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      const items = [...this.pending];
-      this.pending.clear();
-      for (const item of items) {
-        const payload = `${process.pid}:${this.instance}\u0001${item.replace('\u0000', '\u0001')}`;
-        this.pool!.query('SELECT pg_notify($1, $2)', [CHANNEL, payload]).catch((err) => this.log.warn({ err }, 'notify failed'));
-      }
+      void this.flush();
     });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing || !this.pending.size) return;
+    this.flushing = true;
+    const origin = `${process.pid}:${this.instance}`;
+    const payloads = [...this.pending].map((item) => `${origin}\u0001${item}`);
+    this.pending.clear();
+    try {
+      await this.pool!.query('select pg_notify($1, p) from unnest($2::text[]) as p', [CHANNEL, payloads]);
+    } catch (err) {
+      this.log.warn({ err }, 'notify failed');
+    } finally {
+      this.flushing = false;
+      this.scheduleFlush();
+    }
   }
 
   on(topic: Topic, fn: (data?: string) => void): () => void {

@@ -55,8 +55,10 @@ export class TiktokWebhookIngress {
       if (err instanceof MalformedWebhook) throw new ApiError('invalid_request', err.message);
       throw err;
     }
-    if (meta.eventType === 'im_send_msg' && meta.businessId && meta.providerMessageId && ctx.recentSends.has(meta.businessId, meta.providerMessageId)) {
-      return; // the echo of a reply whose send is already recorded: nothing new to store
+    if (meta.eventType === 'im_send_msg' && meta.businessId && meta.providerMessageId) {
+      // The echo of a reply whose send is recorded (or is being recorded, and then was) carries nothing new.
+      const recorded = ctx.recentSends.recorded(meta.businessId, meta.providerMessageId);
+      if (recorded === true || (recorded !== false && (await recorded))) return;
     }
     await this.log.append({ provider: 'tiktok', dedupeKey: meta.dedupeKey, eventType: meta.eventType, businessId: meta.businessId, body: text, receivedAt: ctx.clock() });
   }

@@ -99,25 +99,26 @@ export class Committer {
     try {
       await this.ctx.database.db.transaction().execute(async (tx) => {
         const events: EventInput[] = [];
-        for (let i = 0; i < batch.length;) {
-          const kind = batch[i].kind;
-          let j = i;
-          while (j < batch.length && batch[j].kind === kind && (kind !== 'op' || j === i)) j++;
-          const run = batch.slice(i, j);
-          if (kind === 'claim') outcomes.push(...(await claimAll(tx, run.map((it) => (it as Extract<Item, { kind: 'claim' }>).claim), this.ctx.clock(), events)));
-          else if (kind === 'sent') outcomes.push(...(await sentAll(tx, run.map((it) => (it as Extract<Item, { kind: 'sent' }>).sent), this.ctx.clock(), events)));
-          else {
-            const own: EventInput[] = [];
-            try {
-              outcomes.push({ ok: true, value: await (run[0] as Extract<Item, { kind: 'op' }>).op(tx, own) });
-              events.push(...own);
-            } catch (err) {
-              // A refusal before any write leaves the transaction clean; anything else aborts it.
-              if (!(err instanceof ApiError)) throw err;
-              outcomes.push({ ok: false, value: err });
-            }
+        // One statement for all the results and one for all the claims, whatever their order of
+        // arrival: the items of a batch are independent (a reply has at most one item in flight,
+        // and a conversation's next claim is only ever queued after its previous reply's result),
+        // so results first, then claims, keeps every conversation's events in order.
+        const sents = batch.flatMap((it, i) => (it.kind === 'sent' ? [{ i, sent: it.sent }] : []));
+        const claims = batch.flatMap((it, i) => (it.kind === 'claim' ? [{ i, claim: it.claim }] : []));
+        if (sents.length) (await sentAll(tx, sents.map((x) => x.sent), this.ctx.clock(), events)).forEach((o, k) => (outcomes[sents[k].i] = o));
+        if (claims.length) (await claimAll(tx, claims.map((x) => x.claim), this.ctx.clock(), events)).forEach((o, k) => (outcomes[claims[k].i] = o));
+        for (let i = 0; i < batch.length; i++) {
+          const item = batch[i];
+          if (item.kind !== 'op') continue;
+          const own: EventInput[] = [];
+          try {
+            outcomes[i] = { ok: true, value: await item.op(tx, own) };
+            events.push(...own);
+          } catch (err) {
+            // A refusal before any write leaves the transaction clean; anything else aborts it.
+            if (!(err instanceof ApiError)) throw err;
+            outcomes[i] = { ok: false, value: err };
           }
-          i = j;
         }
         add(tally(await appendEvents(tx, events, this.ctx.clock())));
       });

@@ -564,8 +564,9 @@ class Lane {
     // to write it leaves the reply `sending`: recovered later, never marked failed after TikTok took it.)
     this.done(c);
     this.release(c);
-    await this.sent(c, providerId, ctx.clock());
-    ctx.recentSends.add(account.external_id, providerId);
+    const written = this.sent(c, providerId, ctx.clock());
+    ctx.recentSends.recording(account.external_id, providerId, written);
+    await written;
   }
 
   private sent(c: Candidate, providerId: string, ts: number): Promise<void> {
