@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import { ApiError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
@@ -10,6 +9,7 @@ import { checkImage, checkTemplate, checkText, decodeBase64, templateAsText, too
 import { fetchImage } from './image-fetch.js';
 import { conversationsRepliedToday, isOutbound, isUniqueViolation, repliedToday, requestHash, utcDayStart, DAY_MS } from './queue.js';
 import { gateFor, paced } from './rate-gate.js';
+import { acceptBatcherFor, type ConversationForAccept } from './accept-batch.js';
 import { committerFor, type Op } from './committer.js';
 import { iso, type ConversationRow, type MessageRow } from './views.js';
 import { WINDOW_POLICIES, windowAt, type WindowState } from './window.js';
@@ -59,9 +59,10 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
 
   const shape = checkShape(req);
   const now = ctx.clock();
-  const conv = await ctx.database.db.selectFrom('conversations').innerJoin('accounts', 'accounts.id', 'conversations.account_id')
-    .selectAll('conversations').select(['accounts.status as account_status', 'accounts.status_reason', 'accounts.external_id as business_id'])
-    .where('conversations.id', '=', req.conversation_id).executeTakeFirst();
+  const conv = ctx.database.dialect === 'postgres' ? await acceptBatcherFor(ctx).conversation(req.conversation_id)
+    : await ctx.database.db.selectFrom('conversations').innerJoin('accounts', 'accounts.id', 'conversations.account_id')
+      .selectAll('conversations').select(['accounts.status as account_status', 'accounts.status_reason', 'accounts.external_id as business_id'])
+      .where('conversations.id', '=', req.conversation_id).executeTakeFirst();
   if (!conv) throw notFound('conversation', req.conversation_id);
   checkAccount(conv);
 
@@ -115,11 +116,11 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
   };
   try {
     // SQLite: group-committed with other accepts and the sender's writes (one disk sync for many).
-    // Postgres: the common case is one statement (see takeQuotaAndInsert); the first reply of the
-    // day (the daily cap) and images (their media row) take the locking transaction, and so does a
-    // reply that lost a race for the quota. The server group-commits concurrent ones.
+    // Postgres: in the common case one statement for the replies accepted together (AcceptBatcher);
+    // the first reply of the day (the daily cap) and images (their media row) take the locking
+    // transaction, and so does a reply the batch could not settle.
     if (ctx.database.dialect === 'sqlite') await committerFor(ctx).run(write);
-    else if (newToday || image || !(await takeQuotaAndInsert(ctx.database.db, conv, row, now))) {
+    else if (newToday || image || !(await acceptBatcherFor(ctx).write({ seen: conv, row, policy, repliedBefore, now }))) {
       await ctx.database.db.transaction().execute((tx) => write(tx, []));
     }
   } catch (err) {
@@ -183,9 +184,7 @@ function checkShape(req: ReplyRequest): Shape {
   return { text: null, template: null };
 }
 
-type ConvWithAccount = ConversationRow & { account_status: string; status_reason: string | null; business_id: string };
-
-function checkAccount(conv: ConvWithAccount): void {
+function checkAccount(conv: ConversationForAccept): void {
   const details = { account_id: conv.account_id };
   switch (conv.account_status) {
     case 'active': return;
@@ -211,29 +210,6 @@ function throwIfBlocked(w: WindowState, conv: Pick<ConversationRow, 'id' | 'last
   throw new ApiError('quota_exhausted', `all ${w.quota_limit} replies allowed since the customer's last message are used (queued ones included); the next customer message resets the quota`, {
     conversation_id: conv.id, limit: w.quota_limit, remaining: 0, resets_on: 'next_customer_message', window_expires_at: iso(w.expires_at),
   });
-}
-
-/**
- * Postgres: takes the quota and inserts the reply in one statement, on the condition that the
- * conversation is still as it was read and checked (its quota count and its last customer message,
- * all the window policy looks at). One round trip instead of a locking transaction's five. False
- * when it changed meanwhile (a concurrent reply, a new customer message): nothing was written.
- *
- * The id is taken here, after the read: a reply that succeeds had no other reply take quota since
- * its read, so id order stays the order replies took their quota.
- */
-async function takeQuotaAndInsert(db: AppContext['database']['db'], seen: ConversationRow, row: MessageRow, now: number): Promise<boolean> {
-  row.id = newId('msg', now);
-  const columns = Object.keys(row) as (keyof MessageRow)[];
-  const res = await sql<{ id: string }>`with taken as (
-      update conversations set outbound_since_inbound = outbound_since_inbound + 1, updated_at = ${now}
-      where id = ${seen.id} and outbound_since_inbound = ${seen.outbound_since_inbound}
-        and last_inbound_at is not distinct from ${seen.last_inbound_at}::bigint
-      returning id)
-    insert into messages (${sql.join(columns.map((c) => sql.id(c)))})
-    select ${sql.join(columns.map((c) => sql`${row[c]}`))} from taken
-    returning id`.execute(db);
-  return res.rows.length === 1;
 }
 
 async function lockConversation(ctx: AppContext, tx: Tx, id: string): Promise<ConversationRow> {
