@@ -84,7 +84,7 @@ function postgresCpuSeconds(): number {
 }
 
 /** Starts measuring the CPU of the gateway, the emulator, PostgreSQL and this load generator; the result is per request. */
-function cpuMeter(s: Setup): (requests: number) => string {
+function cpuMeter(s: Setup, postgres: boolean): (requests: number) => string {
   const read = () => ({ gw: cpuSeconds(s.gateway.pid!), emu: cpuSeconds(s.emulator.pid!), pg: postgresCpuSeconds(), self: cpuSeconds(process.pid) });
   const a = read();
   const t = performance.now();
@@ -92,7 +92,7 @@ function cpuMeter(s: Setup): (requests: number) => string {
     const b = read();
     const wall = (performance.now() - t) / 1000;
     const part = (name: string, sec: number) => `${name} ${fmt(sec / wall * 100, 0)} % (${fmt(sec * 1000 / Math.max(1, requests), 2)} ms per request)`;
-    return [part('gateway', b.gw - a.gw), part('emulator', b.emu - a.emu), ...(b.pg > a.pg ? [part('PostgreSQL', b.pg - a.pg)] : []), part('load generator', b.self - a.self)].join(', ')
+    return [part('gateway', b.gw - a.gw), part('emulator', b.emu - a.emu), ...(postgres ? [part('PostgreSQL', b.pg - a.pg)] : []), part('load generator', b.self - a.self)].join(', ')
       + ` of ${availableParallelism()} cores`;
   };
 }
@@ -444,7 +444,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     const read = await paced(`${s.gwUrl}/v1/messages/${sample.id}`, RATE, LATENCY_S, get);
     const before = await control(s, 'stats');
     const loop0 = await loopStats(s);
-    const busyCpu = cpuMeter(s);
+    const busyCpu = cpuMeter(s, label === 'postgres');
     const busy = await postProbes();
     const busyCpuLine = busyCpu(busy.lat.length);
     const loop1 = await loopStats(s);
@@ -463,7 +463,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     await s.restart('api');
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get);
     const aloneLoop0 = await loopStats(s);
-    const aloneCpu = cpuMeter(s);
+    const aloneCpu = cpuMeter(s, label === 'postgres');
     const alone = await postProbes();
     const aloneCpuLine = aloneCpu(alone.lat.length);
     const aloneLoop1 = await loopStats(s);
