@@ -246,7 +246,8 @@ describe('agent inbox (browser)', () => {
 
   it('j/k move through the list, e resolves, and the list updates for everyone', async () => {
     await b.goto(gw.url + '/');
-    await b.locator('[data-testid="conversation-list"]').waitFor();
+    // The rows, not just the list: a key pressed before they load has nothing to move to.
+    await b.locator('[data-testid="conversation-list"] a.row').first().waitFor();
     await b.keyboard.press('j');
     await b.waitForURL(/\/c\/cv_/);
     const first = b.url();
