@@ -83,15 +83,15 @@ function postgresCpuSeconds(): number {
   return total;
 }
 
-/** Starts measuring the CPU of the gateway, the emulator, PostgreSQL and this load generator; the result is per request. */
-function cpuMeter(s: Setup, postgres: boolean): (requests: number) => string {
+/** Starts measuring the CPU of the gateway, the emulator, PostgreSQL and this load generator; the result is per unit of work. */
+function cpuMeter(s: Setup, postgres: boolean, unit = 'request'): (count: number) => string {
   const read = () => ({ gw: cpuSeconds(s.gateway.pid!), emu: cpuSeconds(s.emulator.pid!), pg: postgresCpuSeconds(), self: cpuSeconds(process.pid) });
   const a = read();
   const t = performance.now();
-  return (requests) => {
+  return (count) => {
     const b = read();
     const wall = (performance.now() - t) / 1000;
-    const part = (name: string, sec: number) => `${name} ${fmt(sec / wall * 100, 0)} % (${fmt(sec * 1000 / Math.max(1, requests), 2)} ms per request)`;
+    const part = (name: string, sec: number) => `${name} ${fmt(sec, 1)} s = ${fmt(sec / wall * 100, 0)} % (${fmt(sec * 1000 / Math.max(1, count), 2)} ms per ${unit})`;
     return [part('gateway', b.gw - a.gw), part('emulator', b.emu - a.emu), ...(postgres ? [part('PostgreSQL', b.pg - a.pg)] : []), part('load generator', b.self - a.self)].join(', ')
       + ` of ${availableParallelism()} cores`;
   };
@@ -397,13 +397,13 @@ async function run(label: string, databaseUrl: string): Promise<void> {
       const sentBefore = statsBefore.sent as number;
       t = performance.now();
       await s.restart('all');
-      const cpu0 = { gw: cpuSeconds(s.gateway.pid!), emu: cpuSeconds(s.emulator.pid!), pg: postgresCpuSeconds() };
+      const drainCpu = cpuMeter(s, label === 'postgres', 'reply');
       for (let i = 0; i < 6000; i++) {
         if ((await pendingCount(s.db)) === 0) break;
         await sleep(100);
       }
       const drainS = (performance.now() - t) / 1000;
-      const cpu = { gw: cpuSeconds(s.gateway.pid!) - cpu0.gw, emu: cpuSeconds(s.emulator.pid!) - cpu0.emu, pg: postgresCpuSeconds() - cpu0.pg };
+      const drainCpuLine = drainCpu(jobs.length - refused);
       const failed = await countWhere(s.db, ['failed']);
       const stats = await control(s, 'stats');
       const all = (await control<{ data: { business_id: string; timestamp: number }[] }>(s, 'sent')).data.slice(sentBefore);
@@ -418,9 +418,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
       const deferred = await s.db.db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<number>().as('n'))
         .where('event_type', '=', 'im_send_msg').where('attempts', '>', 0).executeTakeFirstOrThrow();
       console.log(`[${label}] TikTok echoes (im_send_msg) that arrived before the send's result was stored and waited for it: ${deferred.n}`);
-      console.log(`[${label}] CPU while draining: gateway ${fmt(cpu.gw)} s (${fmt(cpu.gw * 1000 / Math.max(1, all.length), 2)} ms per reply), emulator ${fmt(cpu.emu)} s (${fmt(cpu.emu * 1000 / Math.max(1, all.length), 2)} ms per send)`
-        + (label === 'postgres' ? `, PostgreSQL server ${fmt(cpu.pg)} s (${fmt(cpu.pg * 1000 / Math.max(1, all.length), 2)} ms per reply)` : '')
-        + `; ${fmt(drainS * availableParallelism())} core-seconds available on ${availableParallelism()} cores`);
+      console.log(`[${label}] CPU while draining: ${drainCpuLine}`);
     }
 
     // ---- Latency ---------------------------------------------------------------------------

@@ -61,7 +61,6 @@ export class Bus {
   }
 
   private async flush(): Promise<void> {
-    if (this.flushing || !this.pending.size) return;
     this.flushing = true;
     const origin = `${process.pid}:${this.instance}`;
     const payloads = [...this.pending].map((item) => `${origin}\u0001${item}`);

@@ -1,4 +1,5 @@
 import type BetterSqlite3 from 'better-sqlite3';
+import { Batches } from '../core/batches.js';
 import type { Database } from '../db/database.js';
 
 export interface InboundRow {
@@ -18,45 +19,22 @@ interface Pending { row: InboundRow; resolve: () => void; reject: (err: unknown)
  * A duplicate (same provider + dedupe key) is a no-op: TikTok's retries collapse here.
  */
 export class InboundLog {
-  private queue: Pending[] = [];
-  private flushing = 0;
-  private scheduled = false;
-  private readonly maxInFlight: number;
+  private readonly batches: Batches<Pending>;
   private insertSqlite?: (rows: InboundRow[]) => void;
-  private retry: NodeJS.Timeout | null = null;
 
   constructor(private readonly database: Database, private readonly onCommitted: (batchSize: number) => void) {
-    this.maxInFlight = database.dialect === 'postgres' ? 4 : 1;
     if (database.sqlite) this.insertSqlite = prepareSqlite(database.sqlite);
+    this.batches = new Batches((batch) => this.write(batch), { parallel: database.dialect === 'postgres' ? 4 : 1, maxBatch: 500 });
   }
 
   append(row: InboundRow): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ row, resolve, reject });
-      this.schedule();
-    });
+    return new Promise((resolve, reject) => this.batches.push({ row, resolve, reject }));
   }
 
-  private schedule(): void {
-    if (this.scheduled || this.flushing >= this.maxInFlight || !this.queue.length) return;
-    this.scheduled = true;
-    // setImmediate lets every request already read in this loop turn join the batch.
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.flush();
-    });
-  }
-
-  private async flush(): Promise<void> {
-    if (this.database.sqlite?.inTransaction) {
-      // Someone holds a transaction on the shared connection across an await. Writing now would
-      // nest our rows in it (a savepoint): acknowledged before durable, lost if it rolls back.
-      this.retry ??= setTimeout(() => { this.retry = null; this.schedule(); }, 1);
-      return;
-    }
-    const batch = this.queue.splice(0, 500);
-    if (!batch.length) return;
-    this.flushing++;
+  private async write(batch: Pending[]): Promise<void> {
+    // Someone holds a transaction on the shared connection across an await. Writing now would
+    // nest our rows in it (a savepoint): acknowledged before durable, lost if it rolls back.
+    while (this.database.sqlite?.inTransaction) await new Promise((r) => setTimeout(r, 1));
     try {
       if (this.insertSqlite) this.insertSqlite(batch.map((p) => p.row));
       else await this.insertPostgres(batch.map((p) => p.row));
@@ -64,9 +42,6 @@ export class InboundLog {
       this.onCommitted(batch.length);
     } catch (err) {
       for (const p of batch) p.reject(err);
-    } finally {
-      this.flushing--;
-      this.schedule();
     }
   }
 

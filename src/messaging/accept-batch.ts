@@ -1,6 +1,8 @@
 import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
+import { Batches } from '../core/batches.js';
 import { newId } from '../core/ids.js';
+import type { Executor } from '../db/database.js';
 import type { ConversationRow, MessageRow } from './views.js';
 import type { WindowPolicy } from '../providers/types.js';
 import { windowAt } from './window.js';
@@ -20,6 +22,12 @@ import { windowAt } from './window.js';
 
 export type ConversationForAccept = ConversationRow & { account_status: string; status_reason: string | null; business_id: string };
 
+/** Conversations with what accepting a reply checks of their account. */
+export function conversationsForAccept(db: Executor) {
+  return db.selectFrom('conversations').innerJoin('accounts', 'accounts.id', 'conversations.account_id')
+    .selectAll('conversations').select(['accounts.status as account_status', 'accounts.status_reason', 'accounts.external_id as business_id']);
+}
+
 export interface PendingAccept {
   /** The conversation as this request read it and checked it. */
   seen: ConversationRow;
@@ -30,42 +38,28 @@ export interface PendingAccept {
   now: number;
 }
 
-/** Runs `run` over the keys that arrive while earlier runs are busy (at most `parallel` at once). */
+const MAX_BATCH = 200;
+
+/** Runs `run` over the keys submitted together (see Batches) and hands each caller its value. */
 class Coalescer<K, V> {
-  private waiting: { key: K; resolve: (v: V) => void; reject: (e: unknown) => void }[] = [];
-  private running = 0;
-  private scheduled = false;
+  private readonly batches: Batches<{ key: K; resolve: (v: V) => void; reject: (e: unknown) => void }>;
 
-  constructor(private readonly run: (keys: K[]) => Promise<V[]>, private readonly parallel = 2) {}
-
-  submit(key: K): Promise<V> {
-    return new Promise<V>((resolve, reject) => {
-      this.waiting.push({ key, resolve, reject });
-      this.schedule();
-    });
+  constructor(run: (keys: K[]) => Promise<V[]>) {
+    this.batches = new Batches(async (batch) => {
+      try {
+        const values = await run(batch.map((b) => b.key));
+        batch.forEach((b, i) => b.resolve(values[i]));
+      } catch (err) {
+        batch.forEach((b) => b.reject(err));
+      }
+    }, { parallel: 2, maxBatch: MAX_BATCH });
   }
 
-  private schedule(): void {
-    if (this.scheduled || this.running >= this.parallel || !this.waiting.length) return;
-    this.scheduled = true;
-    // Everything submitted in this turn of the event loop joins the batch.
-    setImmediate(() => {
-      this.scheduled = false;
-      const batch = this.waiting.splice(0, MAX_BATCH);
-      this.running++;
-      this.run(batch.map((b) => b.key)).then(
-        (values) => batch.forEach((b, i) => b.resolve(values[i])),
-        (err) => batch.forEach((b) => b.reject(err)),
-      ).finally(() => {
-        this.running--;
-        this.schedule();
-      });
-      this.schedule();
-    });
+  submit(key: K): Promise<V> {
+    return new Promise<V>((resolve, reject) => this.batches.push({ key, resolve, reject }));
   }
 }
 
-const MAX_BATCH = 200;
 
 export class AcceptBatcher {
   private readonly reads: Coalescer<string, ConversationForAccept | undefined>;
@@ -87,8 +81,7 @@ export class AcceptBatcher {
   }
 
   private async readAll(ids: string[]): Promise<(ConversationForAccept | undefined)[]> {
-    const rows = await this.ctx.database.db.selectFrom('conversations').innerJoin('accounts', 'accounts.id', 'conversations.account_id')
-      .selectAll('conversations').select(['accounts.status as account_status', 'accounts.status_reason', 'accounts.external_id as business_id'])
+    const rows = await conversationsForAccept(this.ctx.database.db)
       .where('conversations.id', '=', sql<string>`any(${[...new Set(ids)]}::text[])`).execute();
     const byId = new Map(rows.map((r) => [r.id, r]));
     return ids.map((id) => byId.get(id));

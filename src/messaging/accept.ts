@@ -9,7 +9,7 @@ import { checkImage, checkTemplate, checkText, decodeBase64, templateAsText, too
 import { fetchImage } from './image-fetch.js';
 import { conversationsRepliedToday, isOutbound, isUniqueViolation, repliedToday, requestHash, utcDayStart, DAY_MS } from './queue.js';
 import { gateFor, paced } from './rate-gate.js';
-import { acceptBatcherFor, type ConversationForAccept } from './accept-batch.js';
+import { acceptBatcherFor, conversationsForAccept, type ConversationForAccept } from './accept-batch.js';
 import { committerFor, type Op } from './committer.js';
 import { iso, type ConversationRow, type MessageRow } from './views.js';
 import { WINDOW_POLICIES, windowAt, type WindowState } from './window.js';
@@ -60,9 +60,7 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
   const shape = checkShape(req);
   const now = ctx.clock();
   const conv = ctx.database.dialect === 'postgres' ? await acceptBatcherFor(ctx).conversation(req.conversation_id)
-    : await ctx.database.db.selectFrom('conversations').innerJoin('accounts', 'accounts.id', 'conversations.account_id')
-      .selectAll('conversations').select(['accounts.status as account_status', 'accounts.status_reason', 'accounts.external_id as business_id'])
-      .where('conversations.id', '=', req.conversation_id).executeTakeFirst();
+    : await conversationsForAccept(ctx.database.db).where('conversations.id', '=', req.conversation_id).executeTakeFirst();
   if (!conv) throw notFound('conversation', req.conversation_id);
   checkAccount(conv);
 

@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { AppContext } from '../context.js';
+import { Batches } from '../core/batches.js';
 import { ApiError } from '../core/errors.js';
 import type { Tx } from '../db/database.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
@@ -40,14 +41,11 @@ type Item =
 const MAX_BATCH = 256;
 
 export class Committer {
-  private queue: Item[] = [];
-  private running = 0;
-  private idleWaiters: (() => void)[] = [];
-  private readonly parallel: number;
+  private readonly batches: Batches<Item>;
 
   constructor(private readonly ctx: AppContext) {
     // SQLite has one writer; Postgres commits from several connections at once.
-    this.parallel = ctx.database.dialect === 'postgres' ? 4 : 1;
+    this.batches = new Batches((batch) => this.commit(batch), { parallel: ctx.database.dialect === 'postgres' ? 4 : 1, maxBatch: MAX_BATCH });
   }
 
   run<T>(op: Op<T>): Promise<T> {
@@ -65,30 +63,11 @@ export class Committer {
 
   /** Resolves when everything queued so far is written. */
   idle(): Promise<void> {
-    if (!this.running && !this.queue.length) return Promise.resolve();
-    return new Promise((r) => this.idleWaiters.push(r));
+    return this.batches.idle();
   }
 
   private push<T>(make: (resolve: (v: unknown) => void, reject: (e: unknown) => void) => Item): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push(make(resolve as (v: unknown) => void, reject));
-      this.schedule();
-    });
-  }
-
-  private schedule(): void {
-    if (this.running >= this.parallel || !this.queue.length) return;
-    this.running++;
-    // setImmediate: everything that arrives in this turn of the event loop joins the batch (and
-    // whatever arrives while a batch commits joins the next one).
-    setImmediate(() => {
-      const batch = this.queue.splice(0, MAX_BATCH);
-      void this.commit(batch).finally(() => {
-        this.running--;
-        if (this.queue.length) this.schedule();
-        else if (!this.running) for (const w of this.idleWaiters.splice(0)) w();
-      });
-    });
+    return new Promise<T>((resolve, reject) => this.batches.push(make(resolve as (v: unknown) => void, reject)));
   }
 
   private async commit(batch: Item[]): Promise<void> {
