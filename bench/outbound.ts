@@ -355,7 +355,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     console.log(`[${label}] connected ${ACCOUNTS} accounts through the OAuth redirects in ${fmt((performance.now() - t) / 1000)} s`);
 
     const customers = usernames.flatMap((business, a) => Array.from({ length: CONVERSATIONS }, (_, c) => ({ business, from: `buyer_${a}_${c}` })));
-    let since = Date.now();
+    const since = Date.now();
     t = performance.now();
     await pool(customers, 32, async (c) => { await control(s, 'dm', { ...c, text: 'Hi! Is this still available?' }); });
     await waitForCustomers(s, customers.length, since);
@@ -422,9 +422,18 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     }
 
     // ---- Latency ---------------------------------------------------------------------------
-    since = Date.now();
-    await pool(customers, 32, async (c) => { await control(s, 'dm', { ...c, text: 'One more question' }); });
-    await waitForCustomers(s, customers.length, since);
+    // Each phase's probes go to the conversations above (written again: a fresh quota) and to as
+    // many new ones, whose first reply of the day also takes a slot of the account's daily cap.
+    const newConversations = async (tag: string) => {
+      const fresh = customers.map((c) => ({ ...c, from: `${c.from}_${tag}` }));
+      const at = Date.now();
+      await pool([...customers, ...fresh], 32, async (c) => { await control(s, 'dm', { ...c, text: 'One more question' }); });
+      await waitForCustomers(s, customers.length + fresh.length, at);
+      const ids = await s.db.db.selectFrom('conversations').select('id').where('last_inbound_at', '>=', at).orderBy('id').execute();
+      return ids.map((c) => c.id);
+    };
+    let probeConvs = await newConversations('a');
+    console.log(`[${label}] latency probes go to ${probeConvs.length} conversations, ${customers.length} of them new (a first reply of the day)`);
     const sample = await s.db.db.selectFrom('messages').select('id').limit(1).executeTakeFirstOrThrow();
     const get = (): RequestInit => ({ headers: auth });
     const line = (r: { lat: number[]; non2xx: number; errors: number }) =>
@@ -434,7 +443,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
       const i = probe++;
       return {
         method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
-        body: JSON.stringify({ conversation_id: convs[i % convs.length].id, type: 'text', text: `Latency probe ${i}` }),
+        body: JSON.stringify({ conversation_id: probeConvs[i % probeConvs.length], type: 'text', text: `Latency probe ${i}` }),
       };
     });
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get); // warm-up
@@ -458,6 +467,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     console.log(`[${label}]     those ${busy.lat.length} probes reached TikTok too: ${after.sent - before.sent} sent; violations ${total}, 40100 throttles ${after.violations.qps - before.violations.qps}`);
     const mem = peakRssMb(s.gateway.pid!);
     // The accept path alone: a process that only serves the API (--role api), the sending elsewhere.
+    probeConvs = await newConversations('b');
     await s.restart('api');
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get);
     const aloneLoop0 = await loopStats(s);

@@ -121,6 +121,23 @@ describe('reply rules are enforced before TikTok is called', () => {
     expect((await reply(gw, { conversation_id: conv.id, type: 'text', text: 'one more' })).status).toBe(202);
   });
 
+  it('daily cap holds when first replies to many conversations race', async () => {
+    await gw.connect('cap_race_shop');
+    const convs = [];
+    for (const who of ['ana', 'bo', 'cy', 'di', 'ed']) convs.push(await customerWrites(gw, 'cap_race_shop', who));
+    // Two replies to each of five new conversations at once, with room for three conversations.
+    const results = await Promise.all(convs.flatMap((c) => [1, 2].map((k) => reply(gw, { conversation_id: c.id, type: 'text', text: `hello ${k}` }).then((r) => ({ c, r })))));
+    const acceptedConvs = new Set(results.filter((x) => x.r.status === 202).map((x) => x.c.id));
+    expect(acceptedConvs.size).toBe(3);
+    for (const { c, r } of results) {
+      if (acceptedConvs.has(c.id)) expect(r.status).toBe(202);
+      else expect(r.body.error).toMatchObject({ code: 'daily_cap_reached', details: { limit: 3, used: 3 } });
+    }
+    await settled(gw);
+    const reached = new Set((await sentAtEmulator(gw)).map((m) => m.conversation_id));
+    expect(convs.filter((c) => reached.has(c.external_id)).map((c) => c.id).sort()).toEqual([...acceptedConvs].sort());
+  });
+
   it('account not active: refused with account_needs_reauth', async () => {
     const acct = await gw.server.ctx.database.db.selectFrom('conversations').select('account_id').where('id', '=', conv.id).executeTakeFirstOrThrow();
     await gw.server.ctx.database.db.updateTable('accounts').set({ status: 'needs_reauth', status_reason: 'test' }).where('id', '=', acct.account_id).execute();

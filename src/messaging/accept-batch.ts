@@ -1,10 +1,11 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { AppContext } from '../context.js';
 import { Batches } from '../core/batches.js';
 import { newId } from '../core/ids.js';
 import type { Executor } from '../db/database.js';
 import type { ConversationRow, MessageRow } from './views.js';
 import type { WindowPolicy } from '../providers/types.js';
+import { idFloor, isOutbound, utcDayStart } from './queue.js';
 import { windowAt } from './window.js';
 
 /**
@@ -15,9 +16,13 @@ import { windowAt } from './window.js';
  *
  * Correctness does not rest on the batching: the write takes a conversation's quota only if the
  * conversation is still as it was read (its quota count and its last customer message, all the
- * window policy looks at). Whatever the batch cannot settle (the conversation changed, a reply
- * would be over the limit, the statement failed) comes back as "not written", and the caller takes
- * the locking transaction, which decides it exactly.
+ * window policy looks at). A conversation's first reply of the (UTC) day also takes one of the
+ * account's daily conversations, a count over many rows that no compare-and-set can guard: those
+ * replies are written together in one transaction under the locks of their accounts, then their
+ * conversations (the order every accept locks in), and decided exactly as the locking path decides
+ * one. Whatever a batch cannot settle (the conversation changed, a reply would be over a limit, the
+ * statement failed) comes back as "not written", and the caller takes the locking transaction,
+ * which decides it exactly (and says why it refuses).
  */
 
 export type ConversationForAccept = ConversationRow & { account_status: string; status_reason: string | null; business_id: string };
@@ -28,13 +33,27 @@ export function conversationsForAccept(db: Executor) {
     .selectAll('conversations').select(['accounts.status as account_status', 'accounts.status_reason', 'accounts.external_id as business_id']);
 }
 
+/** What the account has used of its daily cap. */
+export interface DailyCapView {
+  /** Start (ms) of the UTC day counted. */
+  day: number;
+  /** Conversations the account replied to that day (replies queued included, failed ones not); counted only when repliedToday is false. */
+  used: number;
+  /** Whether this conversation is one of them. */
+  repliedToday: boolean;
+}
+
+export type ConversationWithCap = ConversationForAccept & { cap: DailyCapView | null };
+
 export interface PendingAccept {
   /** The conversation as this request read it and checked it. */
-  seen: ConversationRow;
+  seen: ConversationWithCap;
   /** The reply to insert; its id is given when the batch is written. */
   row: MessageRow;
   policy: WindowPolicy;
   repliedBefore: boolean;
+  /** The conversation's first reply today as far as the caller knows: it may take a daily-cap slot. */
+  newToday: boolean;
   now: number;
 }
 
@@ -60,31 +79,59 @@ class Coalescer<K, V> {
   }
 }
 
+interface ReadKey { id: string; capAt: number | null }
 
 export class AcceptBatcher {
-  private readonly reads: Coalescer<string, ConversationForAccept | undefined>;
+  private readonly reads: Coalescer<ReadKey, ConversationWithCap | undefined>;
   private readonly writes: Coalescer<PendingAccept, boolean>;
+  private readonly firstWrites: Coalescer<PendingAccept, boolean>;
 
   constructor(private readonly ctx: AppContext) {
-    this.reads = new Coalescer((ids) => this.readAll(ids));
+    this.reads = new Coalescer((keys) => this.readAll(keys));
     this.writes = new Coalescer((items) => this.writeAll(items));
+    this.firstWrites = new Coalescer((items) => this.writeFirsts(items));
   }
 
-  /** The conversation with its account's status, read together with the others asked for meanwhile. */
-  conversation(id: string): Promise<ConversationForAccept | undefined> {
-    return this.reads.submit(id);
+  /**
+   * The conversation with its account's status, read together with the others asked for meanwhile;
+   * with `capAt` (a time), also the account's daily-cap use on that UTC day (null if the batch
+   * counted another day: rare, around midnight).
+   */
+  conversation(id: string, capAt: number | null): Promise<ConversationWithCap | undefined> {
+    return this.reads.submit({ id, capAt });
   }
 
   /** True when the reply is written (quota taken, row inserted, `row.id` set); false: take the locking path. */
   write(item: PendingAccept): Promise<boolean> {
-    return this.writes.submit(item);
+    return (item.newToday ? this.firstWrites : this.writes).submit(item);
   }
 
-  private async readAll(ids: string[]): Promise<(ConversationForAccept | undefined)[]> {
+  private async readAll(keys: ReadKey[]): Promise<(ConversationWithCap | undefined)[]> {
+    const capAt = keys.find((k) => k.capAt !== null)?.capAt ?? null;
+    const day = capAt === null ? null : utcDayStart(capAt);
+    const counted = keys.filter((k) => k.capAt !== null && utcDayStart(k.capAt) === day).map((k) => k.id);
+    const floor = idFloor('msg', day ?? 0);
+    // Replies of the day are found through messages_conversation (conversation_id, id) and
+    // messages_outbound_account (account_id, id). The account's (costlier) count is taken only
+    // for conversations asked for that have no reply yet today. (A scalar subquery, not EXISTS:
+    // the planner may turn EXISTS into a hash of every reply of the day.)
+    const todays = (alias: string, by: string) => sql`from messages m where m.${sql.raw(by)} = ${sql.raw(alias)} and m.direction = 'outbound' and m.id >= ${floor} and m.status <> 'failed'`;
+    const asked = sql`conversations.id = any(${counted}::text[])`;
+    const replied = sql`coalesce((select true ${todays('conversations.id', 'conversation_id')} limit 1), false)`;
     const rows = await conversationsForAccept(this.ctx.database.db)
-      .where('conversations.id', '=', sql<string>`any(${[...new Set(ids)]}::text[])`).execute();
-    const byId = new Map(rows.map((r) => [r.id, r]));
-    return ids.map((id) => byId.get(id));
+      .select([
+        sql<boolean | null>`case when ${asked} then ${replied} end`.as('cap_replied'),
+        sql<number | null>`case when ${asked} and not ${replied} then (select count(distinct m.conversation_id) ${todays('conversations.account_id', 'account_id')}) end`.as('cap_used'),
+      ])
+      .where('conversations.id', '=', sql<string>`any(${[...new Set(keys.map((k) => k.id))]}::text[])`).execute();
+    const byId = new Map(rows.map(({ cap_used, cap_replied, ...conv }) => [conv.id, {
+      ...conv,
+      cap: day === null || cap_replied === null ? null : { day, used: Number(cap_used ?? 0), repliedToday: cap_replied },
+    }]));
+    return keys.map((k) => {
+      const conv = byId.get(k.id);
+      return conv && k.capAt === null ? { ...conv, cap: null } : conv;
+    });
   }
 
   private async writeAll(items: PendingAccept[]): Promise<boolean[]> {
@@ -106,7 +153,6 @@ export class AcceptBatcher {
     const input = [...groups.values()].filter((g) => g.members.length)
       .map((g) => ({ id: g.seen.id, seen_count: g.seen.outbound_since_inbound, seen_inbound: g.seen.last_inbound_at, take: g.members.length }));
     const rows = items.filter((_, i) => planned.has(i)).map((item) => item.row);
-    const columns = Object.keys(rows[0]) as (keyof MessageRow)[];
     const now = Math.max(...items.map((item) => item.now));
     let written: Set<string>;
     try {
@@ -120,10 +166,7 @@ export class AcceptBatcher {
             and c.id = x.id and c.outbound_since_inbound = x.seen_count and c.last_inbound_at is not distinct from x.seen_inbound
           returning c.id
         )
-        insert into messages (${sql.join(columns.map((c) => sql.id(c)))})
-        select ${sql.join(columns.map((c) => sql.ref(`m.${c}`)))} from jsonb_populate_recordset(null::messages, ${JSON.stringify(rows)}::jsonb) m
-        where m.conversation_id in (select id from taken)
-        returning id`.execute(this.ctx.database.db);
+        ${insertMessages(rows, sql`where m.conversation_id in (select id from taken)`)}`.execute(this.ctx.database.db);
       written = new Set(res.rows.map((r) => r.id));
     } catch (err) {
       // (An Idempotency-Key used twice, for one.) Each reply is then decided on its own.
@@ -132,6 +175,76 @@ export class AcceptBatcher {
     }
     return items.map((item, i) => planned.has(i) && written.has(item.row.id));
   }
+
+  /**
+   * First replies of the day: decided together under the locks of their accounts, then their
+   * conversations, exactly as the locking path decides one. What would be refused comes back
+   * false (the locking path refuses it with its reason).
+   */
+  private async writeFirsts(items: PendingAccept[]): Promise<boolean[]> {
+    const day = utcDayStart(items[0].now);
+    const cap = this.ctx.config.tiktokDailyCap;
+    const written = items.map(() => false);
+    try {
+      await this.ctx.database.db.transaction().execute(async (tx) => {
+        const accountIds = [...new Set(items.map((item) => item.row.account_id))].sort();
+        await tx.selectFrom('accounts').select('id').where('id', '=', sql<string>`any(${accountIds}::text[])`).orderBy('id').forUpdate().execute();
+        const conversationIds = [...new Set(items.map((item) => item.seen.id))].sort();
+        const fresh = new Map((await tx.selectFrom('conversations').selectAll()
+          .where('id', '=', sql<string>`any(${conversationIds}::text[])`).orderBy('id').forUpdate().execute()).map((c) => [c.id, c]));
+        const replied = await conversationsRepliedToday(tx, accountIds, items[0].now);
+        const taken = new Map<string, number>();
+        items.forEach((item, i) => {
+          const conv = fresh.get(item.seen.id);
+          if (!conv || utcDayStart(item.now) !== day) return;
+          const earlier = taken.get(conv.id) ?? 0;
+          const w = windowAt(item.policy, { lastInboundAt: conv.last_inbound_at, outboundSinceInbound: conv.outbound_since_inbound + earlier, repliedBefore: item.repliedBefore }, item.now);
+          if (w.blocked) return;
+          const today = replied.get(item.row.account_id)!;
+          if (!today.has(conv.id)) {
+            if (today.size >= cap) return;
+            today.add(conv.id);
+          }
+          item.row.id = newId('msg', item.now);
+          taken.set(conv.id, earlier + 1);
+          written[i] = true;
+        });
+        if (!taken.size) return;
+        const counts = [...taken].map(([id, k]) => ({ id, count: fresh.get(id)!.outbound_since_inbound + k }));
+        await sql`with input as (
+            select * from jsonb_to_recordset(${JSON.stringify(counts)}::jsonb) as x(id text, count bigint)
+          ), taken as (
+            update conversations c set outbound_since_inbound = x.count, updated_at = ${Math.max(...items.map((item) => item.now))}
+            from input x where c.id = any(${counts.map((x) => x.id)}::text[]) and c.id = x.id
+          )
+          ${insertMessages(items.filter((_, i) => written[i]).map((item) => item.row), sql``)}`.execute(tx);
+      });
+    } catch (err) {
+      this.ctx.log.debug({ err, size: items.length }, 'batched first replies failed; taking the locking path for each');
+      return items.map(() => false);
+    }
+    return written;
+  }
+}
+
+/** Per account: the conversations it replied to (or has replies queued for) on `now`'s UTC day. */
+async function conversationsRepliedToday(db: Executor, accountIds: string[], now: number): Promise<Map<string, Set<string>>> {
+  const rows = await db.selectFrom('messages').select(['account_id', 'conversation_id']).distinct()
+    .where('account_id', '=', sql<string>`any(${accountIds}::text[])`).where(isOutbound()).where('id', '>=', idFloor('msg', utcDayStart(now)))
+    .where('status', '<>', 'failed')
+    .execute();
+  const out = new Map(accountIds.map((id) => [id, new Set<string>()]));
+  for (const r of rows) out.get(r.account_id)?.add(r.conversation_id);
+  return out;
+}
+
+/** `insert into messages` of these rows (all with the same keys), filtered by `where` (over alias m). */
+function insertMessages(rows: MessageRow[], where: RawBuilder<unknown>) {
+  const columns = Object.keys(rows[0]) as (keyof MessageRow)[];
+  return sql`insert into messages (${sql.join(columns.map((c) => sql.id(c)))})
+    select ${sql.join(columns.map((c) => sql.ref(`m.${c}`)))} from jsonb_populate_recordset(null::messages, ${JSON.stringify(rows)}::jsonb) m
+    ${where}
+    returning id`;
 }
 
 const registry = new WeakMap<AppContext, AcceptBatcher>();

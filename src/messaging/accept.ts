@@ -9,7 +9,7 @@ import { checkImage, checkTemplate, checkText, decodeBase64, templateAsText, too
 import { fetchImage } from './image-fetch.js';
 import { conversationsRepliedToday, isOutbound, isUniqueViolation, repliedToday, requestHash, utcDayStart, DAY_MS } from './queue.js';
 import { gateFor, paced } from './rate-gate.js';
-import { acceptBatcherFor, conversationsForAccept, type ConversationForAccept } from './accept-batch.js';
+import { acceptBatcherFor, conversationsForAccept, type ConversationForAccept, type ConversationWithCap } from './accept-batch.js';
 import { committerFor, type Op } from './committer.js';
 import { iso, type ConversationRow, type MessageRow } from './views.js';
 import { WINDOW_POLICIES, windowAt, type WindowState } from './window.js';
@@ -59,8 +59,12 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
 
   const shape = checkShape(req);
   const now = ctx.clock();
-  const conv = ctx.database.dialect === 'postgres' ? await acceptBatcherFor(ctx).conversation(req.conversation_id)
-    : await conversationsForAccept(ctx.database.db).where('conversations.id', '=', req.conversation_id).executeTakeFirst();
+  const day = Math.floor(utcDayStart(now) / DAY_MS);
+  // Whether this is the conversation's first reply today, unless this process knows it is not.
+  let newToday = repliedDays(ctx).get(req.conversation_id) !== day;
+  const conv: ConversationWithCap | undefined = ctx.database.dialect === 'postgres'
+    ? await acceptBatcherFor(ctx).conversation(req.conversation_id, newToday ? now : null)
+    : await conversationsForAccept(ctx.database.db).where('conversations.id', '=', req.conversation_id).executeTakeFirst().then((c) => c && { ...c, cap: null });
   if (!conv) throw notFound('conversation', req.conversation_id);
   checkAccount(conv);
 
@@ -71,9 +75,13 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
   const policy = WINDOW_POLICIES[ctx.config.tiktokWindowPolicy];
   const repliedBefore = policy.unlimitedAfterReply ? await businessRepliedBefore(ctx, conv) : false;
   throwIfBlocked(windowAt(policy, { lastInboundAt: conv.last_inbound_at, outboundSinceInbound: conv.outbound_since_inbound, repliedBefore }, now), conv, policy.windowMs);
-  const day = Math.floor(utcDayStart(now) / DAY_MS);
-  const newToday = repliedDays(ctx).get(conv.id) !== day && !(await repliedToday(ctx.database.db, conv.id, now));
-  if (newToday) await checkDailyCap(ctx, ctx.database.db, conv.account_id, now);
+  if (newToday && conv.cap) {
+    newToday = !conv.cap.repliedToday;
+    if (newToday) throwIfCapped(ctx, conv.cap.used, conv.account_id, now);
+  } else if (newToday) {
+    newToday = !(await repliedToday(ctx.database.db, conv.id, now));
+    if (newToday) await checkDailyCap(ctx, ctx.database.db, conv.account_id, now);
+  }
   const image = req.type === 'image' ? await resolveImage(ctx, req.image!, conv.account_id) : null;
   if (image) await checkImageCapability(ctx, conv, conv.business_id, now);
 
@@ -95,13 +103,15 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
 
   // Every check in here comes before the first write: a refusal leaves the transaction clean.
   const write: Op<void> = async (tx) => {
+    // On Postgres a possible first reply of the day locks its account (the daily cap) before its
+    // conversation: the order the batched first replies lock in.
+    if (newToday && ctx.database.dialect === 'postgres') {
+      await tx.selectFrom('accounts').select('id').where('id', '=', conv.account_id).forUpdate().execute();
+    }
     // The quota is taken atomically with the insert: concurrent requests see each other.
     const fresh = await lockConversation(ctx, tx, conv.id);
     throwIfBlocked(windowAt(policy, { lastInboundAt: fresh.last_inbound_at, outboundSinceInbound: fresh.outbound_since_inbound, repliedBefore }, now), fresh, policy.windowMs);
-    if (newToday && !(await repliedToday(tx, conv.id, now))) {
-      if (ctx.database.dialect === 'postgres') await tx.selectFrom('accounts').select('id').where('id', '=', conv.account_id).forUpdate().execute();
-      await checkDailyCap(ctx, tx, conv.account_id, now);
-    }
+    if (newToday && !(await repliedToday(tx, conv.id, now))) await checkDailyCap(ctx, tx, conv.account_id, now);
     await tx.updateTable('conversations').set({ outbound_since_inbound: fresh.outbound_since_inbound + 1, updated_at: now }).where('id', '=', conv.id).execute();
     row.id = newId('msg', now);
     await tx.insertInto('messages').values(row).execute();
@@ -114,11 +124,10 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
   };
   try {
     // SQLite: group-committed with other accepts and the sender's writes (one disk sync for many).
-    // Postgres: in the common case one statement for the replies accepted together (AcceptBatcher);
-    // the first reply of the day (the daily cap) and images (their media row) take the locking
-    // transaction, and so does a reply the batch could not settle.
+    // Postgres: the replies accepted together are written together (AcceptBatcher); images (their
+    // media row) take the locking transaction, and so does a reply the batch could not settle.
     if (ctx.database.dialect === 'sqlite') await committerFor(ctx).run(write);
-    else if (newToday || image || !(await acceptBatcherFor(ctx).write({ seen: conv, row, policy, repliedBefore, now }))) {
+    else if (image || !(await acceptBatcherFor(ctx).write({ seen: conv, row, policy, repliedBefore, newToday, now }))) {
       await ctx.database.db.transaction().execute((tx) => write(tx, []));
     }
   } catch (err) {
@@ -216,8 +225,12 @@ async function lockConversation(ctx: AppContext, tx: Tx, id: string): Promise<Co
 }
 
 async function checkDailyCap(ctx: AppContext, db: AppContext['database']['db'] | Tx, accountId: string, now: number): Promise<void> {
+  throwIfCapped(ctx, await conversationsRepliedToday(db, accountId, now), accountId, now);
+}
+
+/** `used`: conversations the account replied to today, before this reply's. */
+function throwIfCapped(ctx: AppContext, used: number, accountId: string, now: number): void {
   const cap = ctx.config.tiktokDailyCap;
-  const used = await conversationsRepliedToday(db, accountId, now);
   if (used >= cap) {
     throw new ApiError('daily_cap_reached', `this account already replied to ${used} conversations today (UTC); TikTok allows ${cap} a day`, {
       account_id: accountId, limit: cap, used, resets_at: iso(utcDayStart(now) + DAY_MS),
