@@ -137,3 +137,29 @@ describe('the 48-hour window and the 10-reply quota (seed 001)', () => {
     expect((await windowOf(conv.id)).quota_remaining).toBe(10);
   });
 });
+
+describe('the window object under tiktok_48h_10_then_unlimited', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway({ env: { DMGATE_TIKTOK_WINDOW_POLICY: 'tiktok_48h_10_then_unlimited' } });
+    await gw.connect('unlimited_shop');
+  });
+  afterAll(async () => { await gw?.close(); });
+
+  it('shows no quota once the business replied before the customer\'s latest message, in the list and the conversation', async () => {
+    const conv = await customerWrites(gw, 'unlimited_shop', 'returning', 'first question');
+    const get = async () => (await gw.api('GET', `/v1/conversations/${conv.id}`)).body.window;
+    const listed = async () => (await gw.api('GET', '/v1/conversations?limit=200')).body.data.find((c: { id: string }) => c.id === conv.id).window;
+    expect(await get()).toMatchObject({ open: true, quota_limit: 10, quota_remaining: 10, blocked: null });
+    const r = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'Happy to help' });
+    expect(r.status).toBe(202);
+    await waitStatus(gw, r.body.id, 'sent');
+    // Replied, but not before the customer's latest message: the quota still counts.
+    expect(await get()).toMatchObject({ quota_limit: 10, quota_remaining: 9 });
+    await customerWrites(gw, 'unlimited_shop', 'returning', 'thanks, one more thing');
+    expect(await get()).toMatchObject({ open: true, quota_limit: null, quota_remaining: null, blocked: null });
+    expect(await listed()).toMatchObject({ open: true, quota_limit: null, quota_remaining: null, blocked: null });
+    await settled(gw);
+    await expectNoViolations(gw);
+  });
+});

@@ -7,7 +7,7 @@ import { TiktokApiError } from '../providers/tiktok/errors.js';
 import { tiktokClient } from '../providers/tiktok/provider.js';
 import { checkImage, checkTemplate, checkText, decodeBase64, templateAsText, tooLarge, IMAGE_MAX_BYTES, type Template, type TemplateInput } from './content.js';
 import { fetchImage } from './image-fetch.js';
-import { conversationsRepliedToday, isOutbound, isUniqueViolation, repliedToday, requestHash, utcDayStart, DAY_MS } from './queue.js';
+import { conversationsRepliedToday, isUniqueViolation, repliedBeforeLastInbound, repliedToday, requestHash, utcDayStart, DAY_MS } from './queue.js';
 import { gateFor, paced } from './rate-gate.js';
 import { acceptBatcherFor, conversationsForAccept, type ConversationForAccept, type ConversationWithCap } from './accept-batch.js';
 import { committerFor, type Op } from './committer.js';
@@ -73,7 +73,7 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
   if (shape.text !== null) checkText(shape.text, req.type === 'template' ? 'template (as text)' : 'text');
   const replyTo = req.reply_to ? await checkReplyTo(ctx, conv.id, req.reply_to) : null;
   const policy = WINDOW_POLICIES[ctx.config.tiktokWindowPolicy];
-  const repliedBefore = policy.unlimitedAfterReply ? await businessRepliedBefore(ctx, conv) : false;
+  const repliedBefore = policy.unlimitedAfterReply ? (await repliedBeforeLastInbound(ctx.database.db, [conv])).has(conv.id) : false;
   throwIfBlocked(windowAt(policy, { lastInboundAt: conv.last_inbound_at, outboundSinceInbound: conv.outbound_since_inbound, repliedBefore }, now), conv, policy.windowMs);
   if (newToday && conv.cap) {
     newToday = !conv.cap.repliedToday;
@@ -236,14 +236,6 @@ function throwIfCapped(ctx: AppContext, used: number, accountId: string, now: nu
       account_id: accountId, limit: cap, used, resets_at: iso(utcDayStart(now) + DAY_MS),
     });
   }
-}
-
-/** For `tiktok_48h_10_then_unlimited`: did the business reply before the customer's latest message? */
-async function businessRepliedBefore(ctx: AppContext, conv: ConversationRow): Promise<boolean> {
-  if (conv.last_inbound_at === null) return false;
-  const row = await ctx.database.db.selectFrom('messages').select('id').where('conversation_id', '=', conv.id).where(isOutbound())
-    .where('status', 'in', ['sent', 'read']).where('provider_timestamp', '<', conv.last_inbound_at).limit(1).executeTakeFirst();
-  return Boolean(row);
 }
 
 async function checkReplyTo(ctx: AppContext, conversationId: string, id: string): Promise<MessageRow> {

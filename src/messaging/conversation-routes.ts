@@ -10,6 +10,7 @@ import { WINDOW_POLICIES, windowAt } from './window.js';
 import { contactSummary, iso, messageView, type ConversationRow, type ContactRow } from './views.js';
 import { parseJson } from '../db/database.js';
 import { messageRoutes } from './message-routes.js';
+import { repliedBeforeLastInbound } from './queue.js';
 
 const WindowSchema = Type.Object({
   open: Type.Boolean(), expires_at: Nullable(Type.String()), quota_limit: Nullable(Type.Integer()), quota_remaining: Nullable(Type.Integer()),
@@ -32,9 +33,10 @@ export const MessageSchema = Type.Object({
   next_attempt_at: Type.Optional(Nullable(Type.String({ description: 'outbound, queued: when the next attempt is due' }))),
 }, { $id: 'Message' });
 
-export function conversationView(ctx: AppContext, c: ConversationRow, contact: ContactRow) {
+/** `repliedBefore`: see repliedBeforeLastInbound (only the `…_then_unlimited` policy looks at it). */
+export function conversationView(ctx: AppContext, c: ConversationRow, contact: ContactRow, repliedBefore = false) {
   const policy = WINDOW_POLICIES[ctx.config.tiktokWindowPolicy];
-  const w = windowAt(policy, { lastInboundAt: c.last_inbound_at, outboundSinceInbound: c.outbound_since_inbound }, ctx.clock());
+  const w = windowAt(policy, { lastInboundAt: c.last_inbound_at, outboundSinceInbound: c.outbound_since_inbound, repliedBefore }, ctx.clock());
   return {
     id: c.id, account_id: c.account_id, status: c.status, assignee_id: c.assignee_id, contact: contactSummary(contact), external_id: c.external_id,
     last_message_at: iso(c.last_message_at), last_message_preview: c.last_message_preview, last_inbound_at: iso(c.last_inbound_at),
@@ -46,6 +48,11 @@ export function conversationView(ctx: AppContext, c: ConversationRow, contact: C
     },
     created_at: iso(c.created_at)!,
   };
+}
+
+/** Which of these conversations the window policy treats as replied before (see conversationView). */
+async function repliedBeforeOf(ctx: AppContext, convs: ConversationRow[]): Promise<Set<string>> {
+  return WINDOW_POLICIES[ctx.config.tiktokWindowPolicy].unlimitedAfterReply ? repliedBeforeLastInbound(ctx.database.db, convs) : new Set();
 }
 
 export async function loadConversation(ctx: AppContext, id: string): Promise<{ conv: ConversationRow; contact: ContactRow }> {
@@ -87,14 +94,15 @@ export function conversationRoutes(ctx: AppContext): FastifyPluginAsync {
       const contacts = rows.length
         ? new Map((await ctx.database.db.selectFrom('contacts').selectAll().where('id', 'in', [...new Set(rows.map((r) => r.contact_id))]).execute()).map((c) => [c.id, c]))
         : new Map<string, ContactRow>();
-      return pageOf(rows, limit, (r) => r.id, (r) => conversationView(ctx, r, contacts.get(r.contact_id)!));
+      const replied = await repliedBeforeOf(ctx, rows);
+      return pageOf(rows, limit, (r) => r.id, (r) => conversationView(ctx, r, contacts.get(r.contact_id)!, replied.has(r.id)));
     });
 
     app.get('/conversations/:id', {
       schema: { tags: ['conversations'], params: IdParams, response: { 200: Type.Ref(ConversationSchema), ...errorResponses(401, 404) } },
     }, async (req) => {
       const { conv, contact } = await loadConversation(ctx, (req.params as { id: string }).id);
-      return conversationView(ctx, conv, contact);
+      return conversationView(ctx, conv, contact, (await repliedBeforeOf(ctx, [conv])).has(conv.id));
     });
 
     app.get('/conversations/:id/messages', {
@@ -135,7 +143,7 @@ export function conversationRoutes(ctx: AppContext): FastifyPluginAsync {
         }], now));
       });
       announceEvents(ctx.bus, appended);
-      return conversationView(ctx, { ...conv, ...patch }, contact);
+      return conversationView(ctx, { ...conv, ...patch }, contact, (await repliedBeforeOf(ctx, [conv])).has(conv.id));
     };
 
     app.post('/conversations/:id/assign', {

@@ -79,6 +79,21 @@ export async function quotaCarriedOver(db: Executor, accountId: string, conversa
   return Number(pending.n) + Number(later.n);
 }
 
+/**
+ * For `tiktok_48h_10_then_unlimited`: the conversations (of those given) where the business's reply
+ * reached TikTok before the customer's latest message, so that the window's quota no longer applies.
+ */
+export async function repliedBeforeLastInbound(db: Executor, convs: { id: string; last_inbound_at: number | null }[]): Promise<Set<string>> {
+  const open = convs.filter((c) => c.last_inbound_at !== null);
+  if (!open.length) return new Set();
+  const rows = await db.selectFrom('messages as m').innerJoin('conversations as c', 'c.id', 'm.conversation_id')
+    .select('m.conversation_id').distinct()
+    .where('m.conversation_id', 'in', open.map((c) => c.id)).where(isOutbound('m')).where('m.status', 'in', ['sent', 'read'])
+    .whereRef('m.provider_timestamp', '<', 'c.last_inbound_at')
+    .execute();
+  return new Set(rows.map((r) => r.conversation_id));
+}
+
 /** Whether the account already replied in this conversation today (UTC): it then costs no daily-cap slot. */
 export async function repliedToday(db: Executor, conversationId: string, now: number): Promise<boolean> {
   const row = await db.selectFrom('messages').select('id')
