@@ -201,4 +201,22 @@ describe('POST /v1/messages: replies reach TikTok', () => {
     expect(res.body.error.code).toBe('not_found');
     expect(account.id).toMatch(/^acct_/);
   });
+
+  it('takes first replies of the day to several conversations at once, texts and images mixed (batched and locking paths together)', async () => {
+    const convs = [];
+    for (const who of ['burst_a', 'burst_b', 'burst_c', 'burst_d']) convs.push(await customerWrites(gw, 'reply_shop', who));
+    const results = await Promise.all(convs.flatMap((c) => [
+      reply(gw, { conversation_id: c.id, type: 'text', text: `hello ${c.id}` }),
+      reply(gw, { conversation_id: c.id, type: 'image', image: { data_base64: PNG.toString('base64') } }),
+      reply(gw, { conversation_id: c.id, type: 'text', text: `also ${c.id}` }),
+    ]));
+    expect(results.map((r) => r.status)).toEqual(results.map(() => 202));
+    for (const r of results) await waitStatus(gw, r.body.id, 'sent');
+    for (const c of convs) {
+      const row = await gw.server.ctx.database.db.selectFrom('conversations').select('outbound_since_inbound').where('id', '=', c.id).executeTakeFirstOrThrow();
+      expect(Number(row.outbound_since_inbound)).toBe(3);
+      const mine = results.map((r) => r.body).filter((m) => m.conversation_id === c.id).sort((a, b) => (a.id < b.id ? -1 : 1));
+      expect((await sentAtEmulator(gw, c.external_id)).map((m) => m.message_type.toLowerCase())).toEqual(mine.map((m) => m.type));
+    }
+  });
 });
