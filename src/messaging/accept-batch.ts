@@ -130,7 +130,7 @@ export class AcceptBatcher {
     }]));
     return keys.map((k) => {
       const conv = byId.get(k.id);
-      return conv && k.capAt === null ? { ...conv, cap: null } : conv;
+      return conv && (k.capAt === null || utcDayStart(k.capAt) !== day) ? { ...conv, cap: null } : conv;
     });
   }
 
