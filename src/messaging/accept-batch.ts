@@ -5,7 +5,7 @@ import { newId } from '../core/ids.js';
 import type { Executor } from '../db/database.js';
 import type { ConversationRow, MessageRow } from './views.js';
 import type { WindowPolicy } from '../providers/types.js';
-import { idFloor, isOutbound, utcDayStart } from './queue.js';
+import { conversationsRepliedTodayByAccount, idFloor, utcDayStart } from './queue.js';
 import { windowAt } from './window.js';
 
 /**
@@ -192,7 +192,7 @@ export class AcceptBatcher {
         const conversationIds = [...new Set(items.map((item) => item.seen.id))].sort();
         const fresh = new Map((await tx.selectFrom('conversations').selectAll()
           .where('id', '=', sql<string>`any(${conversationIds}::text[])`).orderBy('id').forUpdate().execute()).map((c) => [c.id, c]));
-        const replied = await conversationsRepliedToday(tx, accountIds, items[0].now);
+        const replied = await conversationsRepliedTodayByAccount(tx, accountIds, items[0].now);
         const taken = new Map<string, number>();
         items.forEach((item, i) => {
           const conv = fresh.get(item.seen.id);
@@ -225,17 +225,6 @@ export class AcceptBatcher {
     }
     return written;
   }
-}
-
-/** Per account: the conversations it replied to (or has replies queued for) on `now`'s UTC day. */
-async function conversationsRepliedToday(db: Executor, accountIds: string[], now: number): Promise<Map<string, Set<string>>> {
-  const rows = await db.selectFrom('messages').select(['account_id', 'conversation_id']).distinct()
-    .where('account_id', '=', sql<string>`any(${accountIds}::text[])`).where(isOutbound()).where('id', '>=', idFloor('msg', utcDayStart(now)))
-    .where('status', '<>', 'failed')
-    .execute();
-  const out = new Map(accountIds.map((id) => [id, new Set<string>()]));
-  for (const r of rows) out.get(r.account_id)?.add(r.conversation_id);
-  return out;
 }
 
 /** `insert into messages` of these rows (all with the same keys), filtered by `where` (over alias m). */

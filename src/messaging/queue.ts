@@ -94,22 +94,30 @@ export async function repliedBeforeLastInbound(db: Executor, convs: { id: string
   return new Set(rows.map((r) => r.conversation_id));
 }
 
+/** Replies that take (or hold) a daily-cap slot on `now`'s UTC day: outbound, not failed, created that day. */
+const todaysReplies = (db: Executor, now: number) => db.selectFrom('messages')
+  .where(isOutbound()).where('id', '>=', idFloor('msg', utcDayStart(now))).where('status', '<>', 'failed');
+
 /** Whether the account already replied in this conversation today (UTC): it then costs no daily-cap slot. */
 export async function repliedToday(db: Executor, conversationId: string, now: number): Promise<boolean> {
-  const row = await db.selectFrom('messages').select('id')
-    .where('conversation_id', '=', conversationId).where('id', '>=', idFloor('msg', utcDayStart(now)))
-    .where('direction', '=', 'outbound').where('status', '<>', 'failed')
-    .limit(1).executeTakeFirst();
+  const row = await todaysReplies(db, now).select('id').where('conversation_id', '=', conversationId).limit(1).executeTakeFirst();
   return Boolean(row);
 }
 
 /** Distinct conversations the account replied to (or has replies queued for) today, UTC. */
 export async function conversationsRepliedToday(db: Executor, accountId: string, now: number): Promise<number> {
-  const row = await db.selectFrom('messages').select(sql<number>`count(distinct conversation_id)`.as('n'))
-    .where('account_id', '=', accountId).where(isOutbound()).where('id', '>=', idFloor('msg', utcDayStart(now)))
-    .where('status', '<>', 'failed')
-    .executeTakeFirstOrThrow();
+  const row = await todaysReplies(db, now).select(sql<number>`count(distinct conversation_id)`.as('n'))
+    .where('account_id', '=', accountId).executeTakeFirstOrThrow();
   return Number(row.n);
+}
+
+/** Per account: the conversations it replied to (or has replies queued for) today, UTC. */
+export async function conversationsRepliedTodayByAccount(db: Executor, accountIds: string[], now: number): Promise<Map<string, Set<string>>> {
+  const rows = await todaysReplies(db, now).select(['account_id', 'conversation_id']).distinct()
+    .where('account_id', 'in', accountIds).execute();
+  const out = new Map(accountIds.map((id) => [id, new Set<string>()]));
+  for (const r of rows) out.get(r.account_id)?.add(r.conversation_id);
+  return out;
 }
 
 export interface StatusEventInput {
