@@ -1,10 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, SqliteDriver, sql, type DatabaseConnection, type Driver, type QueryResult, type CompiledQuery, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { DB } from './schema.js';
 import { migrate } from './migrate.js';
+import { WalSync } from './wal-sync.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 export type Tx = Transaction<DB>;
@@ -17,6 +18,11 @@ export interface Database {
   sqlite?: BetterSqlite3.Database;
   /** The pg pool (Postgres only): LISTEN/NOTIFY needs a dedicated client from it. */
   pool?: pg.Pool;
+  /**
+   * Resolves once every commit made so far is on disk. Kysely transactions and writes already wait
+   * for it; only code writing through `sqlite` directly must call it before acknowledging.
+   */
+  durable(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -39,16 +45,23 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     url.searchParams.set('options', [url.searchParams.get('options'), '-c synchronous_commit=on'].filter(Boolean).join(' '));
     const pool = new pg.Pool({ connectionString: url.toString(), max: opts.poolSize ?? 10, Client: PreparingClient });
     const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
-    database = { db, dialect: 'postgres', pool, close: () => db.destroy() };
+    database = { db, dialect: 'postgres', pool, durable: async () => undefined, close: () => db.destroy() };
   } else {
     mkdirSync(opts.dataDir, { recursive: true });
-    const sqlite = new BetterSqlite3(join(opts.dataDir, 'dmgate.db'));
+    const file = join(opts.dataDir, 'dmgate.db');
+    const sqlite = new BetterSqlite3(file);
     sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('synchronous = FULL');
+    // Commits sync through WalSync, off the event loop (see there): as durable as FULL.
+    sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = OFF');
-    const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-    database = { db, dialect: 'sqlite', sqlite, close: () => db.destroy() };
+    const wal = new WalSync(`${file}-wal`);
+    const statements = withStatementCache(sqlite);
+    const db = new Kysely<DB>({ dialect: new DurableSqliteDialect(statements, wal) });
+    database = {
+      db, dialect: 'sqlite', sqlite, durable: () => wal.sync(),
+      close: async () => { await db.destroy(); wal.close(); },
+    };
   }
   if (opts.migrate !== false) await migrate(database);
   return database;
@@ -101,6 +114,9 @@ const STATEMENT_CACHE_SIZE = 512;
 function withStatementCache(sqlite: BetterSqlite3.Database) {
   const cache = new Map<string, BetterSqlite3.Statement>();
   return {
+    sqlite,
+    /** Whether the statement prepared last writes (read right after Kysely runs it, synchronously). */
+    lastWrites: false,
     close: () => sqlite.close(),
     prepare(text: string): BetterSqlite3.Statement {
       let stmt = cache.get(text);
@@ -111,9 +127,59 @@ function withStatementCache(sqlite: BetterSqlite3.Database) {
         if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!);
       }
       cache.set(text, stmt);
+      this.lastWrites = !stmt.readonly;
       return stmt;
     },
   };
+}
+
+type StatementCache = ReturnType<typeof withStatementCache>;
+
+/**
+ * Kysely's SQLite dialect whose commits, and writes outside a transaction, return only once on
+ * disk (WalSync). The connection stays held meanwhile, so nothing reads what is not yet durable
+ * through Kysely; the event loop is free.
+ */
+class DurableSqliteDialect extends SqliteDialect {
+  constructor(private readonly statements: StatementCache, private readonly wal: WalSync) {
+    super({ database: statements });
+  }
+
+  override createDriver(): Driver {
+    return new DurableSqliteDriver({ database: this.statements }, this.statements, this.wal);
+  }
+}
+
+class DurableSqliteDriver extends SqliteDriver {
+  private readonly wrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
+
+  constructor(config: ConstructorParameters<typeof SqliteDriver>[0], private readonly statements: StatementCache, private readonly wal: WalSync) {
+    super(config);
+  }
+
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    const inner = await super.acquireConnection();
+    let conn = this.wrapped.get(inner);
+    if (!conn) {
+      const { statements, wal } = this;
+      conn = {
+        executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+          const result = inner.executeQuery<R>(query);
+          // An autocommit write committed just now (in a transaction, the commit syncs).
+          if (!statements.lastWrites || statements.sqlite.inTransaction) return result;
+          return result.then(async (r) => { await wal.sync(); return r; });
+        },
+        streamQuery: (query, chunkSize) => inner.streamQuery(query, chunkSize),
+      };
+      this.wrapped.set(inner, conn);
+    }
+    return conn;
+  }
+
+  override async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    await super.commitTransaction(connection);
+    await this.wal.sync();
+  }
 }
 
 export async function ping(database: Database): Promise<boolean> {

@@ -36,8 +36,12 @@ export class InboundLog {
     // nest our rows in it (a savepoint): acknowledged before durable, lost if it rolls back.
     while (this.database.sqlite?.inTransaction) await new Promise((r) => setTimeout(r, 1));
     try {
-      if (this.insertSqlite) this.insertSqlite(batch.map((p) => p.row));
-      else await this.insertPostgres(batch.map((p) => p.row));
+      if (this.insertSqlite) {
+        this.insertSqlite(batch.map((p) => p.row));
+        await this.database.durable();
+      } else {
+        await this.insertPostgres(batch.map((p) => p.row));
+      }
       for (const p of batch) p.resolve();
       this.onCommitted(batch.length);
     } catch (err) {
