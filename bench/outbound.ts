@@ -337,6 +337,9 @@ async function directBaseline(s: Setup, businesses: string[], perBusiness: numbe
     }));
     const after = await control(s, 'stats');
     const sent = (await control<{ data: { business_id: string; timestamp: number }[] }>(s, 'sent')).data.filter((x) => x.timestamp >= startedAt);
+    // The emulator pushes echoes from a queue: let it reach the sink before the gateway's callback
+    // comes back, or the gateway would ingest this phase's echoes during the next.
+    for (let i = 0; i < 600 && (await control<{ webhooks: { pending: number } }>(s, 'stats')).webhooks.pending > 0; i++) await sleep(100);
     return { report: rateReport(sent, new Set(clients.map((c) => c.biz))), throttles: after.violations.qps - before.violations.qps };
   } finally {
     await control(s, 'config', { window_quota: config.window_quota });
