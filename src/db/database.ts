@@ -5,6 +5,7 @@ import { Kysely, PostgresDialect, SqliteDialect, SqliteDriver, sql, type Databas
 import pg from 'pg';
 import type { DB } from './schema.js';
 import { migrate } from './migrate.js';
+import { Checkpointer } from './checkpointer.js';
 import { WalSync } from './wal-sync.js';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -35,6 +36,8 @@ export interface OpenOptions {
   /** Run migrations (under a lock on Postgres). Default true. */
   migrate?: boolean;
   poolSize?: number;
+  /** Where trouble that is not an error of any query goes (default: a process warning). */
+  onWarning?: (message: string) => void;
 }
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
@@ -56,11 +59,13 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = OFF');
     const wal = new WalSync(`${file}-wal`);
+    const warn = opts.onWarning ?? ((message: string) => process.emitWarning(message));
+    const checkpointer = new Checkpointer(sqlite, file, (message) => warn(`SQLite checkpoints: ${message}`));
     const statements = withStatementCache(sqlite);
-    const db = new Kysely<DB>({ dialect: new DurableSqliteDialect(statements, wal) });
+    const db = new Kysely<DB>({ dialect: new DurableSqliteDialect(statements, wal, checkpointer) });
     database = {
       db, dialect: 'sqlite', sqlite, durable: () => wal.sync(),
-      close: async () => { await db.destroy(); wal.close(); },
+      close: async () => { await checkpointer.close(); await db.destroy(); wal.close(); },
     };
   }
   if (opts.migrate !== false) await migrate(database);
@@ -141,19 +146,22 @@ type StatementCache = ReturnType<typeof withStatementCache>;
  * through Kysely; the event loop is free.
  */
 class DurableSqliteDialect extends SqliteDialect {
-  constructor(private readonly statements: StatementCache, private readonly wal: WalSync) {
+  constructor(private readonly statements: StatementCache, private readonly wal: WalSync, private readonly checkpointer: Checkpointer) {
     super({ database: statements });
   }
 
   override createDriver(): Driver {
-    return new DurableSqliteDriver({ database: this.statements }, this.statements, this.wal);
+    return new DurableSqliteDriver({ database: this.statements }, this.statements, this.wal, this.checkpointer);
   }
 }
 
 class DurableSqliteDriver extends SqliteDriver {
   private readonly wrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
 
-  constructor(config: ConstructorParameters<typeof SqliteDriver>[0], private readonly statements: StatementCache, private readonly wal: WalSync) {
+  constructor(
+    config: ConstructorParameters<typeof SqliteDriver>[0], private readonly statements: StatementCache, private readonly wal: WalSync,
+    private readonly checkpointer: Checkpointer,
+  ) {
     super(config);
   }
 
@@ -161,12 +169,13 @@ class DurableSqliteDriver extends SqliteDriver {
     const inner = await super.acquireConnection();
     let conn = this.wrapped.get(inner);
     if (!conn) {
-      const { statements, wal } = this;
+      const { statements, wal, checkpointer } = this;
       conn = {
         executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
           const result = inner.executeQuery<R>(query);
           // An autocommit write committed just now (in a transaction, the commit syncs).
           if (!statements.lastWrites || statements.sqlite.inTransaction) return result;
+          checkpointer.committed();
           return result.then(async (r) => { await wal.sync(); return r; });
         },
         streamQuery: (query, chunkSize) => inner.streamQuery(query, chunkSize),
@@ -178,6 +187,7 @@ class DurableSqliteDriver extends SqliteDriver {
 
   override async commitTransaction(connection: DatabaseConnection): Promise<void> {
     await super.commitTransaction(connection);
+    this.checkpointer.committed();
     await this.wal.sync();
   }
 }

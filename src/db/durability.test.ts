@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -40,6 +40,34 @@ describe('WalSync', () => {
       expect(rows.map((r) => r.name)).toEqual(['autocommit', 'k']);
     } finally {
       await database.close();
+    }
+  });
+});
+
+describe('background checkpoints', () => {
+  it('move to a worker thread once the process commits a lot, and keep the database file current', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'checkpoint-db-'));
+    const warnings: string[] = [];
+    const database = await openDatabase({ dataDir: dir, onWarning: (m) => warnings.push(m) });
+    try {
+      database.sqlite!.pragma('wal_checkpoint(TRUNCATE)');
+      const before = statSync(join(dir, 'dmgate.db')).size;
+      const pad = 'x'.repeat(1000);
+      for (let i = 0; i < 600; i++) await database.db.insertInto('leases').values({ name: `lease_${i}_${pad}`, owner: 'o', expires_at: i }).execute();
+      expect(database.sqlite!.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+      // About 600 KB committed, far below the 1,000 pages an automatic checkpoint waits for: only
+      // the worker's checkpoints copy it into the database file.
+      for (let i = 0; i < 50 && statSync(join(dir, 'dmgate.db')).size - before < 500_000; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(statSync(join(dir, 'dmgate.db')).size - before).toBeGreaterThan(500_000);
+      expect(warnings).toEqual([]);
+    } finally {
+      await database.close();
+    }
+    const again = await openDatabase({ dataDir: dir });
+    try {
+      expect(Number((await again.db.selectFrom('leases').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n)).toBe(600);
+    } finally {
+      await again.close();
     }
   });
 });
