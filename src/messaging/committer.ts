@@ -1,4 +1,4 @@
-import { sql, type RawBuilder } from 'kysely';
+import { PostgresAdapter, sql, type RawBuilder, type SqlBool } from 'kysely';
 import type { AppContext } from '../context.js';
 import { Batches } from '../core/batches.js';
 import { ApiError } from '../core/errors.js';
@@ -138,7 +138,7 @@ export class Committer {
 
 async function claimAll(tx: Tx, claims: Claim[], now: number, events: EventInput[]): Promise<{ ok: boolean; value: unknown }[]> {
   const rows = await tx.updateTable('messages').set({ status: 'sending', attempts: sql<number>`attempts + 1`, updated_at: now })
-    .where('id', 'in', claims.map((c) => c.id)).where('status', '=', 'queued').returning(['id', 'attempts']).execute();
+    .where(idIn(tx, claims.map((c) => c.id))).where('status', '=', 'queued').returning(['id', 'attempts']).execute();
   const got = new Map(rows.map((r) => [r.id, Number(r.attempts)]));
   return claims.map((c) => {
     const attempts = got.get(c.id);
@@ -148,36 +148,49 @@ async function claimAll(tx: Tx, claims: Claim[], now: number, events: EventInput
   });
 }
 
-/** One CASE over ids: `case id when a then x when b then y end`, typed for both dialects. */
-function caseById(pairs: [string, string | number][], type: 'text' | 'bigint'): RawBuilder<unknown> {
-  return sql`case id ${sql.join(pairs.map(([id, v]) => sql`when ${id} then cast(${v} as ${sql.raw(type)})`), sql` `)} end`;
+/*
+ * The batch statements keep one text whatever the batch size: the rows travel as one JSON
+ * parameter (SQLite, json_each) or as arrays (Postgres, unnest). So each is prepared and planned
+ * once, and a row is matched by its key (a join), not searched for in a CASE list of the batch.
+ */
+const isPostgres = (tx: Tx) => tx.getExecutor().adapter instanceof PostgresAdapter;
+
+/** `id` is one of these. */
+function idIn(tx: Tx, ids: string[]): RawBuilder<SqlBool> {
+  return isPostgres(tx) ? sql<SqlBool>`id = any(${ids}::text[])` : sql<SqlBool>`id in (select value from json_each(${JSON.stringify(ids)}))`;
+}
+
+/** A row source `x` with these typed columns, for `update … from`. */
+function rowsAs(tx: Tx, columns: [name: string, type: 'text' | 'bigint'][], rows: unknown[][]): RawBuilder<unknown> {
+  if (isPostgres(tx)) {
+    const arrays = columns.map(([, type], i) => sql`${rows.map((r) => r[i])}::${sql.raw(type)}[]`);
+    return sql`unnest(${sql.join(arrays)}) as x(${sql.raw(columns.map(([name]) => name).join(', '))})`;
+  }
+  const picks = columns.map(([name], i) => `value ->> ${i} as ${name}`).join(', ');
+  return sql`(select ${sql.raw(picks)} from json_each(${JSON.stringify(rows)})) as x`;
 }
 
 async function sentAll(tx: Tx, sents: SentRecord[], now: number, events: EventInput[]): Promise<{ ok: boolean; value: unknown }[]> {
   const convIds = [...new Set(sents.map((s) => s.conversationId))];
-  const readAt = new Map((await tx.selectFrom('conversations').select(['id', 'customer_read_at']).where('id', 'in', convIds).execute())
+  const readAt = new Map((await tx.selectFrom('conversations').select(['id', 'customer_read_at']).where(idIn(tx, convIds)).execute())
     .map((r) => [r.id, r.customer_read_at ?? 0]));
   const read = sents.map((s) => (readAt.get(s.conversationId) ?? 0) >= s.providerTs);
-  const ids = sents.map((s) => s.id);
-  await sql`update messages set
-      status = ${caseById(sents.map((s, i) => [s.id, read[i] ? 'read' : 'sent']), 'text')},
-      provider_message_id = ${caseById(sents.map((s) => [s.id, s.providerMessageId]), 'text')},
-      provider_timestamp = ${caseById(sents.map((s) => [s.id, s.providerTs]), 'bigint')},
-      next_attempt_at = null, error = null, updated_at = ${now}
-    where id in (${sql.join(ids)})`.execute(tx);
+  const results = rowsAs(tx, [['id', 'text'], ['status', 'text'], ['pid', 'text'], ['ts', 'bigint']],
+    sents.map((s, i) => [s.id, read[i] ? 'read' : 'sent', s.providerMessageId, s.providerTs]));
+  await sql`update messages set status = x.status, provider_message_id = x.pid, provider_timestamp = x.ts, next_attempt_at = null, error = null, updated_at = ${now}
+    from ${results} where messages.id = x.id`.execute(tx);
   // The latest send per conversation (a batch holds at most one per conversation; be safe anyway).
   const latest = new Map<string, SentRecord>();
   for (const s of sents) if ((latest.get(s.conversationId)?.providerTs ?? -1) <= s.providerTs) latest.set(s.conversationId, s);
-  const ts = caseById([...latest.values()].map((s) => [s.conversationId, s.providerTs]), 'bigint');
-  const pre = caseById([...latest.values()].map((s) => [s.conversationId, s.preview]), 'text');
+  const convs = rowsAs(tx, [['id', 'text'], ['ts', 'bigint'], ['preview', 'text']], [...latest.values()].map((s) => [s.conversationId, s.providerTs, s.preview]));
   // Expressions over the row, not values read earlier: accepts and ingest update these rows too.
   await sql`update conversations set
-      last_outbound_at = case when coalesce(last_outbound_at, 0) < ${ts} then ${ts} else last_outbound_at end,
-      last_message_preview = case when coalesce(last_message_at, 0) <= ${ts} then ${pre} else last_message_preview end,
-      last_message_at = case when coalesce(last_message_at, 0) < ${ts} then ${ts} else last_message_at end,
-      first_unanswered_at = case when coalesce(last_inbound_at, 0) <= ${ts} then null else first_unanswered_at end,
+      last_outbound_at = case when coalesce(last_outbound_at, 0) < x.ts then x.ts else last_outbound_at end,
+      last_message_preview = case when coalesce(last_message_at, 0) <= x.ts then x.preview else last_message_preview end,
+      last_message_at = case when coalesce(last_message_at, 0) < x.ts then x.ts else last_message_at end,
+      first_unanswered_at = case when coalesce(last_inbound_at, 0) <= x.ts then null else first_unanswered_at end,
       updated_at = ${now}
-    where id in (${sql.join(convIds)})`.execute(tx);
+    from ${convs} where conversations.id = x.id`.execute(tx);
   sents.forEach((s, i) => events.push(...s.events(read[i])));
   return sents.map(() => ({ ok: true, value: undefined }));
 }
