@@ -49,9 +49,7 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
       const id = newId('evt', nowMs);
       return { input, id, payload: serializeEvent(id, input, nowMs) };
     });
-    const rows = await tx.insertInto('events').values(chunk.map(({ input, id, payload }) => ({
-      id, type: input.event, account_id: input.account_id, conversation_id: input.conversation_id ?? null, payload, created_at: nowMs,
-    }))).returning(['id', 'seq']).execute();
+    const rows = await insertEvents(tx, chunk.map(({ input, id, payload }) => [id, input.event, input.account_id, input.conversation_id ?? null, payload]), nowMs);
     const seqOf = new Map(rows.map((r) => [r.id, r.seq]));
     const deliveries = [];
     for (const { input, id, payload } of chunk) {
@@ -71,6 +69,20 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
     for (let j = 0; j < deliveries.length; j += CHUNK) await tx.insertInto('deliveries').values(deliveries.slice(j, j + CHUNK)).execute();
   }
   return stored;
+}
+
+/**
+ * One statement text whatever the number of events (the rows travel as one JSON parameter on
+ * SQLite, as arrays on Postgres): prepared once, and no query tree built per value.
+ */
+async function insertEvents(tx: Tx, rows: [id: string, type: string, accountId: string | null, conversationId: string | null, payload: string][], nowMs: number) {
+  const column = (i: number) => rows.map((r) => r[i]);
+  const source = tx.getExecutor().adapter instanceof PostgresAdapter
+    ? sql`select id, type, account_id, conversation_id, payload, ${nowMs}::bigint
+        from unnest(${column(0)}::text[], ${column(1)}::text[], ${column(2)}::text[], ${column(3)}::text[], ${column(4)}::text[]) as x(id, type, account_id, conversation_id, payload)`
+    : sql`select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ${nowMs} from json_each(${JSON.stringify(rows)})`;
+  const result = await sql<{ id: string; seq: number }>`insert into events (id, type, account_id, conversation_id, payload, created_at) ${source} returning id, seq`.execute(tx);
+  return result.rows;
 }
 
 /** After commit: wakes the event readers (SSE, inbox) and, when there is something to deliver, the delivery worker. */
