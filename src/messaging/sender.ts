@@ -340,15 +340,16 @@ class Lane {
       // needed: a lane with a second of work in hand reads at most every BUSY_REFETCH_MS (what is
       // new queues behind it anyway), an idle one at once (a burst of accepts costs one read).
       const sinceFetch = Date.now() - this.fetchedAt;
-      const runningLow = this.more && sinceFetch >= REFETCH_MS && this.ready() < this.ctx.config.tiktokQps;
-      if (this.rows === null || runningLow || (this.dirty && sinceFetch >= (this.ready() >= this.ctx.config.tiktokQps ? BUSY_REFETCH_MS : REFETCH_MS))) {
+      const qps = this.ctx.config.tiktokQps;
+      const runningLow = this.more && sinceFetch >= REFETCH_MS && !this.readyAtLeast(qps);
+      if (this.rows === null || runningLow || (this.dirty && sinceFetch >= (this.readyAtLeast(qps) ? BUSY_REFETCH_MS : REFETCH_MS))) {
         this.dirty = false;
         const account = await this.loadAccount();
         if (account.status !== 'active') { await this.holdAll(null, holdReason(account.status)); return; }
         if (this.rows === null || runningLow || Date.now() - this.fullFetchedAt >= FULL_REFETCH_MS) {
           this.rows = await this.fetch();
           // (Nothing sendable yet, all waiting for retries: their timers and the poll bring the lane back.)
-          this.more = this.rows.length >= FETCH_LIMIT && this.ready() > 0;
+          this.more = this.rows.length >= FETCH_LIMIT && this.readyAtLeast(1);
           this.fullFetchedAt = Date.now();
         } else {
           const fresh = await this.fetch(this.maxId());
@@ -415,12 +416,15 @@ class Lane {
     return undefined;
   }
 
-  /** Replies that could go now or after their conversation's current one (a rough measure of work in hand). */
-  private ready(): number {
+  /**
+   * Whether at least `n` replies could go now or after their conversation's current one (a rough
+   * measure of work in hand). Stops counting at `n`: the loop asks on every turn.
+   */
+  private readyAtLeast(n: number): boolean {
     const now = this.ctx.clock();
-    let n = 0;
-    for (const r of this.rows ?? []) if (r.status === 'queued' && (r.next_attempt_at ?? 0) <= now) n++;
-    return n;
+    let count = 0;
+    for (const r of this.rows ?? []) if (r.status === 'queued' && (r.next_attempt_at ?? 0) <= now && ++count >= n) return true;
+    return false;
   }
 
   private maxId(): string | null {
