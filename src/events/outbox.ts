@@ -1,7 +1,7 @@
 import { PostgresAdapter, sql } from 'kysely';
 import { newId } from '../core/ids.js';
-import type { Tx } from '../db/database.js';
-import { parseJson } from '../db/database.js';
+import { parseJson, type Tx } from '../db/database.js';
+import { rowsAs } from '../db/row-sets.js';
 import type { EventInput, StoredEvent } from './types.js';
 
 /** Serializes an event with the common fields first (seed 000's order), then the type's own. */
@@ -71,17 +71,11 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
   return stored;
 }
 
-/**
- * One statement text whatever the number of events (the rows travel as one JSON parameter on
- * SQLite, as arrays on Postgres): prepared once, and no query tree built per value.
- */
+/** One statement text whatever the number of events (row-sets.ts). */
 async function insertEvents(tx: Tx, rows: [id: string, type: string, accountId: string | null, conversationId: string | null, payload: string][], nowMs: number) {
-  const column = (i: number) => rows.map((r) => r[i]);
-  const source = tx.getExecutor().adapter instanceof PostgresAdapter
-    ? sql`select id, type, account_id, conversation_id, payload, ${nowMs}::bigint
-        from unnest(${column(0)}::text[], ${column(1)}::text[], ${column(2)}::text[], ${column(3)}::text[], ${column(4)}::text[]) as x(id, type, account_id, conversation_id, payload)`
-    : sql`select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ${nowMs} from json_each(${JSON.stringify(rows)})`;
-  const result = await sql<{ id: string; seq: number }>`insert into events (id, type, account_id, conversation_id, payload, created_at) ${source} returning id, seq`.execute(tx);
+  const x = rowsAs(tx, [['id', 'text'], ['type', 'text'], ['account_id', 'text'], ['conversation_id', 'text'], ['payload', 'text']], rows);
+  const result = await sql<{ id: string; seq: number }>`insert into events (id, type, account_id, conversation_id, payload, created_at)
+    select x.id, x.type, x.account_id, x.conversation_id, x.payload, cast(${nowMs} as bigint) from ${x} returning id, seq`.execute(tx);
   return result.rows;
 }
 

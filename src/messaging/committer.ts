@@ -1,8 +1,9 @@
-import { PostgresAdapter, sql, type RawBuilder, type SqlBool } from 'kysely';
+import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import { Batches } from '../core/batches.js';
 import { ApiError } from '../core/errors.js';
 import type { Tx } from '../db/database.js';
+import { inList, rowsAs } from '../db/row-sets.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
 
@@ -138,7 +139,7 @@ export class Committer {
 
 async function claimAll(tx: Tx, claims: Claim[], now: number, events: EventInput[]): Promise<{ ok: boolean; value: unknown }[]> {
   const rows = await tx.updateTable('messages').set({ status: 'sending', attempts: sql<number>`attempts + 1`, updated_at: now })
-    .where(idIn(tx, claims.map((c) => c.id))).where('status', '=', 'queued').returning(['id', 'attempts']).execute();
+    .where(inList(tx, 'id', claims.map((c) => c.id))).where('status', '=', 'queued').returning(['id', 'attempts']).execute();
   const got = new Map(rows.map((r) => [r.id, Number(r.attempts)]));
   return claims.map((c) => {
     const attempts = got.get(c.id);
@@ -148,31 +149,9 @@ async function claimAll(tx: Tx, claims: Claim[], now: number, events: EventInput
   });
 }
 
-/*
- * The batch statements keep one text whatever the batch size: the rows travel as one JSON
- * parameter (SQLite, json_each) or as arrays (Postgres, unnest). So each is prepared and planned
- * once, and a row is matched by its key (a join), not searched for in a CASE list of the batch.
- */
-const isPostgres = (tx: Tx) => tx.getExecutor().adapter instanceof PostgresAdapter;
-
-/** `id` is one of these. */
-function idIn(tx: Tx, ids: string[]): RawBuilder<SqlBool> {
-  return isPostgres(tx) ? sql<SqlBool>`id = any(${ids}::text[])` : sql<SqlBool>`id in (select value from json_each(${JSON.stringify(ids)}))`;
-}
-
-/** A row source `x` with these typed columns, for `update … from`. */
-function rowsAs(tx: Tx, columns: [name: string, type: 'text' | 'bigint'][], rows: unknown[][]): RawBuilder<unknown> {
-  if (isPostgres(tx)) {
-    const arrays = columns.map(([, type], i) => sql`${rows.map((r) => r[i])}::${sql.raw(type)}[]`);
-    return sql`unnest(${sql.join(arrays)}) as x(${sql.raw(columns.map(([name]) => name).join(', '))})`;
-  }
-  const picks = columns.map(([name], i) => `value ->> ${i} as ${name}`).join(', ');
-  return sql`(select ${sql.raw(picks)} from json_each(${JSON.stringify(rows)})) as x`;
-}
-
 async function sentAll(tx: Tx, sents: SentRecord[], now: number, events: EventInput[]): Promise<{ ok: boolean; value: unknown }[]> {
   const convIds = [...new Set(sents.map((s) => s.conversationId))];
-  const readAt = new Map((await tx.selectFrom('conversations').select(['id', 'customer_read_at']).where(idIn(tx, convIds)).execute())
+  const readAt = new Map((await tx.selectFrom('conversations').select(['id', 'customer_read_at']).where(inList(tx, 'id', convIds)).execute())
     .map((r) => [r.id, r.customer_read_at ?? 0]));
   const read = sents.map((s) => (readAt.get(s.conversationId) ?? 0) >= s.providerTs);
   const results = rowsAs(tx, [['id', 'text'], ['status', 'text'], ['pid', 'text'], ['ts', 'bigint']],

@@ -1,0 +1,27 @@
+import { PostgresAdapter, sql, type RawBuilder, type SqlBool } from 'kysely';
+import type { Executor } from './database.js';
+
+/*
+ * Set-based statements with one text whatever the number of rows: the rows travel as one JSON
+ * parameter (SQLite, json_each) or as one array per column (Postgres, unnest). Each statement is
+ * then prepared and planned once, no query tree grows with the batch, and rows are joined by key.
+ */
+
+const isPostgres = (db: Executor) => db.getExecutor().adapter instanceof PostgresAdapter;
+
+/** `column` is one of these values. */
+export function inList(db: Executor, column: string, values: string[]): RawBuilder<SqlBool> {
+  return isPostgres(db)
+    ? sql<SqlBool>`${sql.ref(column)} = any(${values}::text[])`
+    : sql<SqlBool>`${sql.ref(column)} in (select value from json_each(${JSON.stringify(values)}))`;
+}
+
+/** A row source named `x` with these typed columns: `… from ${rowsAs(…)}`. */
+export function rowsAs(db: Executor, columns: [name: string, type: 'text' | 'bigint'][], rows: unknown[][]): RawBuilder<unknown> {
+  if (isPostgres(db)) {
+    const arrays = columns.map(([, type], i) => sql`${rows.map((r) => r[i])}::${sql.raw(type)}[]`);
+    return sql`unnest(${sql.join(arrays)}) as x(${sql.raw(columns.map(([name]) => name).join(', '))})`;
+  }
+  const picks = columns.map(([name], i) => `value ->> ${i} as ${name}`).join(', ');
+  return sql`(select ${sql.raw(picks)} from json_each(${JSON.stringify(rows)})) as x`;
+}
