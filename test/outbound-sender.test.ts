@@ -1,4 +1,6 @@
+import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '../src/core/ids.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { customerWrites, events, expectNoViolations, reply, sentAtEmulator, settled, stats, waitFor, waitStatus } from './helpers/outbound.js';
 
@@ -141,6 +143,36 @@ describe('sender', () => {
     for (let i = 10; i < ts.length; i++) expect(ts[i] - ts[i - 10]).toBeGreaterThanOrEqual(1000);
     expect((await stats(gw)).violations.qps).toBe(0);
   });
+
+  it('a reply left sending by a stopped process whose echo was recorded on its own is marked sent, not sent again', async () => {
+    const conv = await customerWrites(gw, 'send_shop', 'quinn');
+    const r = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'taken before the crash' });
+    await waitStatus(gw, r.body.id, 'sent');
+    const db = gw.server.ctx.database.db;
+    const sent = await db.selectFrom('messages').selectAll().where('id', '=', r.body.id).executeTakeFirstOrThrow();
+    // What a process killed between TikTok's answer and the write of the result leaves, once the
+    // echo stopped waiting for that write (apply.ts): the reply still sending, the echo a message of its own.
+    const now = gw.server.ctx.clock();
+    await db.updateTable('messages').set({ status: 'sending', provider_message_id: null, provider_timestamp: null, updated_at: now - 121_000 })
+      .where('id', '=', r.body.id).execute();
+    await db.insertInto('messages').values({
+      id: newId('msg'), conversation_id: conv.id, account_id: account.id, direction: 'outbound', provider_message_id: sent.provider_message_id,
+      type: 'text', text: 'taken before the crash', media: null, extra: null, source: 'api', status: 'sent', error: null, idempotency_key: null,
+      request_hash: null, reply_to: null, sent_by: null, attempts: 0, next_attempt_at: null, counted_in_window: 1,
+      provider_timestamp: sent.provider_timestamp, created_at: now, updated_at: now,
+    }).execute();
+    await db.updateTable('conversations').set({ outbound_since_inbound: sql<number>`outbound_since_inbound + 1` }).where('id', '=', conv.id).execute();
+
+    // The sender's sweep (every 10 s) finds it.
+    const m = await waitStatus(gw, r.body.id, 'sent', 25_000);
+    expect(m.provider_message_id).toBe(sent.provider_message_id);
+    const outbound = await db.selectFrom('messages').select('id').where('conversation_id', '=', conv.id).where('direction', '=', 'outbound').execute();
+    expect(outbound.map((o) => o.id)).toEqual([r.body.id]);
+    expect(await sentAtEmulator(gw, conv.external_id)).toHaveLength(1);
+    const c = await db.selectFrom('conversations').select('outbound_since_inbound').where('id', '=', conv.id).executeTakeFirstOrThrow();
+    expect(c.outbound_since_inbound).toBe(1);
+    expect((await events(gw, 'message.sent')).filter((e) => e.conversation_id === conv.id)).toHaveLength(1);
+  }, 40_000);
 
   it('each reply gets one message.sent with its source', async () => {
     await waitFor('events', async () => (await events(gw, 'message.sent')).length > 0);

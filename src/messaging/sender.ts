@@ -211,7 +211,9 @@ export class Sender {
   }
 
   /**
-   * A reply left `sending` by a process that died mid-call: whether TikTok got it is unknown. It is
+   * A reply left `sending` by a process that died mid-call. When TikTok took it, its echo was
+   * recorded meanwhile as a message of its own (apply.ts gives up waiting after 20 s): the reply
+   * adopts it and is `sent`, not sent twice. Otherwise whether TikTok got it is unknown and it is
    * queued again (at-least-once); its conversation stays blocked until then, so order holds.
    */
   private async recoverStale(): Promise<void> {
@@ -221,9 +223,20 @@ export class Sender {
     if (mine.length) q = q.where('id', 'not in', mine);
     const stale = await q.limit(500).execute();
     if (!stale.length) return;
+    const adopted = new Set<string>();
+    let requeued = 0;
     await this.committer.run(async (tx, events) => {
-      const rows = await candidates(tx).where('m.id', 'in', stale.map((s) => s.id)).where('m.status', '=', 'sending').execute();
+      adopted.clear();
+      requeued = 0;
+      const rows = await candidates(tx).select('m.updated_at').where('m.id', 'in', stale.map((s) => s.id)).where('m.status', '=', 'sending').execute();
       for (const c of rows) {
+        const echo = await echoOf(tx, c, c.updated_at);
+        if (echo) {
+          await this.lane(c.account_id).adoptEcho(tx, events, c, echo.provider_message_id!, echo.provider_timestamp!);
+          adopted.add(c.account_id);
+          continue;
+        }
+        requeued++;
         await tx.updateTable('messages').set({ status: 'queued', next_attempt_at: now, updated_at: now }).where('id', '=', c.id).where('status', '=', 'sending').execute();
         events.push(statusEvent({
           accountId: c.account_id, provider: 'tiktok', conversationId: c.conversation_id, contact: contactOf(c), messageId: c.id, providerMessageId: null,
@@ -231,12 +244,32 @@ export class Sender {
         }));
       }
     });
-    this.ctx.log.warn({ count: stale.length }, 'sender: re-queued replies left in sending by a stopped process');
+    if (requeued) this.ctx.log.warn({ count: requeued }, 'sender: re-queued replies left in sending by a stopped process');
+    if (adopted.size) this.ctx.log.warn({ accounts: adopted.size }, 'sender: replies left in sending by a stopped process had reached TikTok (their echoes were recorded); marked sent');
+    // Lanes may still list those replies as pending, holding back their conversations.
+    for (const accountId of adopted) this.lane(accountId).forgetRows();
     this.discover();
   }
 }
 
 const leaseName = (accountId: string) => `sender:${accountId}`;
+
+/** How far TikTok's clock may run behind ours when matching an echo to the send that caused it. */
+const ECHO_CLOCK_SKEW_MS = 5_000;
+
+/**
+ * The echo TikTok sent for this reply, recorded as a message of its own: an API send in the same
+ * conversation, never claimed by our sender (attempts 0), with the same content, sent after the
+ * reply was claimed. The reply heads its conversation, so no later reply of ours was sent since.
+ */
+function echoOf(tx: Tx, c: Candidate, claimedAt: number) {
+  return tx.selectFrom('messages').select(['provider_message_id', 'provider_timestamp'])
+    .where('conversation_id', '=', c.conversation_id).where('direction', '=', 'outbound').where('id', '!=', c.id)
+    .where('source', '=', 'api').where('attempts', '=', 0).where('status', 'in', ['sent', 'read'])
+    .where('provider_message_id', 'is not', null).where('provider_timestamp', '>=', claimedAt - ECHO_CLOCK_SKEW_MS)
+    .where('type', '=', c.type).where('text', c.text === null ? 'is' : '=', c.text)
+    .orderBy('provider_timestamp').limit(1).executeTakeFirst();
+}
 
 /** Pending replies with what sending them needs (conversation and contact). */
 function candidates(db: Tx | AppContext['database']['db']) {
@@ -278,6 +311,12 @@ class Lane {
   private get ctx(): AppContext { return this.sender.ctx; }
 
   inflightIds(): string[] { return [...this.inflight.values()]; }
+
+  /** Reads the queue afresh on the next turn. */
+  forgetRows(): void {
+    this.rows = null;
+    this.poke();
+  }
 
   forgetToken(): void {
     this.token = null;
@@ -597,6 +636,11 @@ class Lane {
       });
     }
     return out;
+  }
+
+  /** A reply left `sending` by a stopped process whose echo was recorded on its own (Sender.recoverStale). */
+  adoptEcho(tx: Tx, events: EventInput[], c: Candidate, providerId: string, ts: number): Promise<void> {
+    return this.sentCarefully(tx, events, c, providerId, ts);
   }
 
   /**
