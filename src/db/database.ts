@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, SqliteDriver, sql, type DatabaseConnection, type Driver, type QueryResult, type CompiledQuery, type Transaction } from 'kysely';
+import { Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, SqliteDriver, sql, type DatabaseConnection, type Driver, type QueryResult, type CompiledQuery, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { DB } from './schema.js';
 import { migrate } from './migrate.js';
@@ -11,6 +11,9 @@ import { WalSync } from './wal-sync.js';
 export type Dialect = 'sqlite' | 'postgres';
 export type Tx = Transaction<DB>;
 export type Executor = Kysely<DB> | Tx;
+
+/** Whether this database or transaction runs on Postgres (for code that has no AppContext at hand). */
+export const isPostgres = (db: Executor): boolean => db.getExecutor().adapter instanceof PostgresAdapter;
 
 export interface Database {
   db: Kysely<DB>;

@@ -1,13 +1,11 @@
-import { PostgresAdapter, sql, type RawBuilder, type SqlBool } from 'kysely';
-import type { Executor } from './database.js';
+import { sql, type RawBuilder, type SqlBool } from 'kysely';
+import { isPostgres, type Executor } from './database.js';
 
 /*
  * Set-based statements with one text whatever the number of rows: the rows travel as one JSON
  * parameter (SQLite, json_each) or as one array per column (Postgres, unnest). Each statement is
  * then prepared and planned once, no query tree grows with the batch, and rows are joined by key.
  */
-
-const isPostgres = (db: Executor) => db.getExecutor().adapter instanceof PostgresAdapter;
 
 /** `column` is one of these values. */
 export function inList(db: Executor, column: string, values: string[]): RawBuilder<SqlBool> {

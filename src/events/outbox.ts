@@ -1,6 +1,6 @@
-import { PostgresAdapter, sql } from 'kysely';
+import { sql } from 'kysely';
 import { newId } from '../core/ids.js';
-import { parseJson, type Tx } from '../db/database.js';
+import { isPostgres, parseJson, type Tx } from '../db/database.js';
 import { rowsAs } from '../db/row-sets.js';
 import type { EventInput, StoredEvent } from './types.js';
 
@@ -35,7 +35,7 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
   if (!inputs.length) return [];
   const endpoints = (await tx.selectFrom('webhook_endpoints').select(['id', 'events']).where('enabled', '=', 1).execute())
     .map((e) => ({ id: e.id, events: parseJson<string[]>(e.events, []) }));
-  if (tx.getExecutor().adapter instanceof PostgresAdapter) {
+  if (isPostgres(tx)) {
     // Sequence numbers are taken at insert but become visible at commit. Serializing the tail of
     // event-appending transactions (from here to commit: keep it short) makes seq order equal
     // commit order, so a reader paging by seq (GET /v1/events, SSE replay) can never skip an event

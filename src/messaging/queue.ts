@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { PostgresAdapter, sql, type SqlBool } from 'kysely';
-import type { Executor } from '../db/database.js';
+import { sql, type SqlBool } from 'kysely';
+import { isPostgres, type Executor } from '../db/database.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
 
 /**
@@ -64,7 +64,7 @@ export function requestHash(value: unknown): string {
 export async function quotaCarriedOver(db: Executor, accountId: string, conversationId: string, customerMessageMs: number): Promise<number> {
   // On Postgres, serialize with concurrent accepts (which lock the row to take quota): what they
   // committed is counted below, and what they commit later is added to the reset value.
-  if (db.getExecutor().adapter instanceof PostgresAdapter) {
+  if (isPostgres(db)) {
     await db.selectFrom('conversations').select('id').where('id', '=', conversationId).forUpdate().execute();
   }
   const pending = await db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n'))

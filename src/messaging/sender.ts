@@ -226,13 +226,14 @@ export class Sender {
     const adopted = new Set<string>();
     let requeued = 0;
     await this.committer.run(async (tx, events) => {
+      // The committer replays an op on its own when its batch fails: count only the run that commits.
       adopted.clear();
       requeued = 0;
       const rows = await candidates(tx).select('m.updated_at').where('m.id', 'in', stale.map((s) => s.id)).where('m.status', '=', 'sending').execute();
       for (const c of rows) {
         const echo = await echoOf(tx, c, c.updated_at);
         if (echo) {
-          await this.lane(c.account_id).adoptEcho(tx, events, c, echo.provider_message_id!, echo.provider_timestamp!);
+          await this.lane(c.account_id).sentCarefully(tx, events, c, echo.provider_message_id!, echo.provider_timestamp!);
           adopted.add(c.account_id);
           continue;
         }
@@ -638,16 +639,12 @@ class Lane {
     return out;
   }
 
-  /** A reply left `sending` by a stopped process whose echo was recorded on its own (Sender.recoverStale). */
-  adoptEcho(tx: Tx, events: EventInput[], c: Candidate, providerId: string, ts: number): Promise<void> {
-    return this.sentCarefully(tx, events, c, providerId, ts);
-  }
-
   /**
    * The result, written on its own: when TikTok's echo outlived its deferral (apply.ts) it was
-   * recorded as a message of its own, holding the TikTok id; this reply adopts it.
+   * recorded as a message of its own, holding the TikTok id; this reply adopts it. Also how a reply
+   * left `sending` by a stopped process adopts its echo (Sender.recoverStale).
    */
-  private async sentCarefully(tx: Tx, events: EventInput[], c: Candidate, providerId: string, ts: number): Promise<void> {
+  async sentCarefully(tx: Tx, events: EventInput[], c: Candidate, providerId: string, ts: number): Promise<void> {
     const now = this.ctx.clock();
     const echo = await tx.selectFrom('messages').select(['id', 'counted_in_window']).where('account_id', '=', c.account_id)
       .where('provider_message_id', '=', providerId).executeTakeFirst();
