@@ -7,11 +7,16 @@ import { isPostgres, type Executor } from './database.js';
  * then prepared and planned once, no query tree grows with the batch, and rows are joined by key.
  */
 
-/** `column` is one of these values. */
-export function inList(db: Executor, column: string, values: string[]): RawBuilder<SqlBool> {
+/** `column` is one of the values of a `listValue` (a parameter: prepared queries bind it at run time, db/prepared.ts). */
+export function inListOf(db: Executor, column: string, list: unknown): RawBuilder<SqlBool> {
   return isPostgres(db)
-    ? sql<SqlBool>`${sql.ref(column)} = any(${values}::text[])`
-    : sql<SqlBool>`${sql.ref(column)} in (select value from json_each(${JSON.stringify(values)}))`;
+    ? sql<SqlBool>`${sql.ref(column)} = any(${list}::text[])`
+    : sql<SqlBool>`${sql.ref(column)} in (select value from json_each(${list}))`;
+}
+
+/** The one parameter that carries a list of values. */
+export function listValue(db: Executor, values: string[]): unknown {
+  return isPostgres(db) ? values : JSON.stringify(values);
 }
 
 /** A row source named `x` with these typed columns: `… from ${rowsAs(…)}`. */

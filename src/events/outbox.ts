@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { newId } from '../core/ids.js';
 import { isPostgres, parseJson, type Tx } from '../db/database.js';
+import { prepared } from '../db/prepared.js';
 import { rowsAs } from '../db/row-sets.js';
 import type { EventInput, StoredEvent } from './types.js';
 
@@ -26,6 +27,8 @@ function subscribed(endpoint: EndpointFilter, type: string): boolean {
   return endpoint.events.includes('*') || endpoint.events.includes(type);
 }
 
+const enabledEndpoints = prepared<object>()((db) => db.selectFrom('webhook_endpoints').select(['id', 'events']).where('enabled', '=', 1));
+
 /**
  * Appends events and, in the same transaction, one delivery per enabled endpoint that subscribes
  * to each (the transactional outbox: an event is never stored without its deliveries). The caller
@@ -33,7 +36,7 @@ function subscribed(endpoint: EndpointFilter, type: string): boolean {
  */
 export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number): Promise<StoredEvent[]> {
   if (!inputs.length) return [];
-  const endpoints = (await tx.selectFrom('webhook_endpoints').select(['id', 'events']).where('enabled', '=', 1).execute())
+  const endpoints = (await enabledEndpoints.all(tx, {}))
     .map((e) => ({ id: e.id, events: parseJson<string[]>(e.events, []) }));
   if (isPostgres(tx)) {
     // Sequence numbers are taken at insert but become visible at commit. Serializing the tail of

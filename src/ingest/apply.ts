@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { newId } from '../core/ids.js';
 import type { Tx } from '../db/database.js';
 import { parseJson } from '../db/database.js';
+import { prepared } from '../db/prepared.js';
 import type { EventInput, Referral } from '../events/types.js';
 import type { ProviderEvent, ProviderMessage, ProviderUser } from '../providers/types.js';
 import type { AccountRow } from '../accounts/store.js';
@@ -190,10 +191,13 @@ async function customerMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kin
   return { events };
 }
 
+const messageByProviderId = prepared<{ accountId: string; providerMessageId: string }>()((db, $) => db.selectFrom('messages').select('id')
+  .where('account_id', '=', $('accountId')).where('provider_message_id', '=', $('providerMessageId')));
+
 async function businessMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kind: 'business_message' }>, attempts: number): Promise<ApplyOutcome> {
   const { tx, account, now } = a;
   const m = ev.message;
-  const known = await tx.selectFrom('messages').selectAll().where('account_id', '=', account.id).where('provider_message_id', '=', m.providerMessageId).executeTakeFirst();
+  const known = await messageByProviderId.first(tx, { accountId: account.id, providerMessageId: m.providerMessageId });
   if (known) return { events: [] }; // our own send, already recorded by the sender
   const events: EventInput[] = [];
   const contact = await upsertContact(a, account.provider, ev.customer, events);

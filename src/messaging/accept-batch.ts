@@ -3,6 +3,7 @@ import type { AppContext } from '../context.js';
 import { Batches } from '../core/batches.js';
 import { newId } from '../core/ids.js';
 import type { Executor } from '../db/database.js';
+import { prepared } from '../db/prepared.js';
 import type { ConversationRow, MessageRow } from './views.js';
 import type { WindowPolicy } from '../providers/types.js';
 import { conversationsRepliedTodayByAccount, idFloor, utcDayStart } from './queue.js';
@@ -81,6 +82,26 @@ class Coalescer<K, V> {
 
 interface ReadKey { id: string; capAt: number | null }
 
+/**
+ * The conversations `ids` with their accounts; for those in `counted`, whether they have a reply
+ * since `floor` (the UTC day's first id) and, when not, how many conversations their account has.
+ * Replies of the day are found through messages_conversation (conversation_id, id) and
+ * messages_outbound_account (account_id, id). The account's (costlier) count is taken only for
+ * conversations asked for that have no reply yet today. (A scalar subquery, not EXISTS: the planner
+ * may turn EXISTS into a hash of every reply of the day.)
+ */
+const conversationsWithCap = prepared<{ ids: string[]; counted: string[]; floor: string }>()((db, $) => {
+  const todays = (alias: string, by: string) => sql`from messages m where m.${sql.raw(by)} = ${sql.raw(alias)} and m.direction = 'outbound' and m.id >= ${$('floor')} and m.status <> 'failed'`;
+  const asked = sql`conversations.id = any(${$('counted')}::text[])`;
+  const replied = sql`coalesce((select true ${todays('conversations.id', 'conversation_id')} limit 1), false)`;
+  return conversationsForAccept(db)
+    .select([
+      sql<boolean | null>`case when ${asked} then ${replied} end`.as('cap_replied'),
+      sql<number | null>`case when ${asked} and not ${replied} then (select count(distinct m.conversation_id) ${todays('conversations.account_id', 'account_id')}) end`.as('cap_used'),
+    ])
+    .where('conversations.id', '=', sql<string>`any(${$('ids')}::text[])`);
+});
+
 export class AcceptBatcher {
   private readonly reads: Coalescer<ReadKey, ConversationWithCap | undefined>;
   private readonly writes: Coalescer<PendingAccept, boolean>;
@@ -110,20 +131,9 @@ export class AcceptBatcher {
     const capAt = keys.find((k) => k.capAt !== null)?.capAt ?? null;
     const day = capAt === null ? null : utcDayStart(capAt);
     const counted = keys.filter((k) => k.capAt !== null && utcDayStart(k.capAt) === day).map((k) => k.id);
-    const floor = idFloor('msg', day ?? 0);
-    // Replies of the day are found through messages_conversation (conversation_id, id) and
-    // messages_outbound_account (account_id, id). The account's (costlier) count is taken only
-    // for conversations asked for that have no reply yet today. (A scalar subquery, not EXISTS:
-    // the planner may turn EXISTS into a hash of every reply of the day.)
-    const todays = (alias: string, by: string) => sql`from messages m where m.${sql.raw(by)} = ${sql.raw(alias)} and m.direction = 'outbound' and m.id >= ${floor} and m.status <> 'failed'`;
-    const asked = sql`conversations.id = any(${counted}::text[])`;
-    const replied = sql`coalesce((select true ${todays('conversations.id', 'conversation_id')} limit 1), false)`;
-    const rows = await conversationsForAccept(this.ctx.database.db)
-      .select([
-        sql<boolean | null>`case when ${asked} then ${replied} end`.as('cap_replied'),
-        sql<number | null>`case when ${asked} and not ${replied} then (select count(distinct m.conversation_id) ${todays('conversations.account_id', 'account_id')}) end`.as('cap_used'),
-      ])
-      .where('conversations.id', '=', sql<string>`any(${[...new Set(keys.map((k) => k.id))]}::text[])`).execute();
+    const rows = await conversationsWithCap.all(this.ctx.database.db, {
+      ids: [...new Set(keys.map((k) => k.id))], counted, floor: idFloor('msg', day ?? 0),
+    });
     const byId = new Map(rows.map(({ cap_used, cap_replied, ...conv }) => [conv.id, {
       ...conv,
       cap: day === null || cap_replied === null ? null : { day, used: Number(cap_used ?? 0), repliedToday: cap_replied },

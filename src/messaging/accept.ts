@@ -1,7 +1,8 @@
 import type { AppContext } from '../context.js';
 import { ApiError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import type { Tx } from '../db/database.js';
+import { isPostgres, type Tx } from '../db/database.js';
+import { boundRow, prepared } from '../db/prepared.js';
 import { withAccessToken } from '../accounts/tokens.js';
 import { TiktokApiError } from '../providers/tiktok/errors.js';
 import { tiktokClient } from '../providers/tiktok/provider.js';
@@ -64,7 +65,7 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
   let newToday = repliedDays(ctx).get(req.conversation_id) !== day;
   const conv: ConversationWithCap | undefined = ctx.database.dialect === 'postgres'
     ? await acceptBatcherFor(ctx).conversation(req.conversation_id, newToday ? now : null)
-    : await conversationsForAccept(ctx.database.db).where('conversations.id', '=', req.conversation_id).executeTakeFirst().then((c) => c && { ...c, cap: null });
+    : await conversationForAccept.first(ctx.database.db, { id: req.conversation_id }).then((c) => c && { ...c, cap: null });
   if (!conv) throw notFound('conversation', req.conversation_id);
   checkAccount(conv);
 
@@ -109,12 +110,12 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
       await tx.selectFrom('accounts').select('id').where('id', '=', conv.account_id).forUpdate().execute();
     }
     // The quota is taken atomically with the insert: concurrent requests see each other.
-    const fresh = await lockConversation(ctx, tx, conv.id);
+    const fresh = await lockConversation(tx, conv.id);
     throwIfBlocked(windowAt(policy, { lastInboundAt: fresh.last_inbound_at, outboundSinceInbound: fresh.outbound_since_inbound, repliedBefore }, now), fresh, policy.windowMs);
     if (newToday && !(await repliedToday(tx, conv.id, now))) await checkDailyCap(ctx, tx, conv.account_id, now);
-    await tx.updateTable('conversations').set({ outbound_since_inbound: fresh.outbound_since_inbound + 1, updated_at: now }).where('id', '=', conv.id).execute();
+    await takeQuota.execute(tx, { id: conv.id, count: fresh.outbound_since_inbound + 1, now });
     row.id = newId('msg', now);
-    await tx.insertInto('messages').values(row).execute();
+    await insertReply.execute(tx, row);
     if (image && mediaId) {
       await tx.insertInto('media').values({
         id: mediaId, message_id: row.id, account_id: conv.account_id, provider_media_id: image.providerMediaId,
@@ -219,9 +220,30 @@ function throwIfBlocked(w: WindowState, conv: Pick<ConversationRow, 'id' | 'last
   });
 }
 
-async function lockConversation(ctx: AppContext, tx: Tx, id: string): Promise<ConversationRow> {
-  const q = tx.selectFrom('conversations').selectAll().where('id', '=', id);
-  return (ctx.database.dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirstOrThrow();
+// The statements of every accept, compiled once (see db/prepared.ts).
+const conversationForAccept = prepared<{ id: string }>()((db, $) => conversationsForAccept(db).where('conversations.id', '=', $('id')));
+
+const conversationLocked = prepared<{ id: string }>()((db, $) => {
+  const q = db.selectFrom('conversations').selectAll().where('id', '=', $('id'));
+  return isPostgres(db) ? q.forUpdate() : q;
+});
+
+const takeQuota = prepared<{ id: string; count: number; now: number }>()((db, $) =>
+  db.updateTable('conversations').set({ outbound_since_inbound: $('count'), updated_at: $('now') }).where('id', '=', $('id')));
+
+/** Every column of a message, named once so that the insert compiles once. */
+const MESSAGE_COLUMNS = Object.keys({
+  id: 1, conversation_id: 1, account_id: 1, direction: 1, provider_message_id: 1, type: 1, text: 1, media: 1, extra: 1, source: 1,
+  status: 1, error: 1, idempotency_key: 1, request_hash: 1, reply_to: 1, sent_by: 1, attempts: 1, next_attempt_at: 1,
+  counted_in_window: 1, provider_timestamp: 1, created_at: 1, updated_at: 1,
+} satisfies Record<keyof MessageRow, 1>) as (keyof MessageRow)[];
+
+const insertReply = prepared<MessageRow>()((db, $) => db.insertInto('messages').values(boundRow($, MESSAGE_COLUMNS)));
+
+async function lockConversation(tx: Tx, id: string): Promise<ConversationRow> {
+  const conv = await conversationLocked.first(tx, { id });
+  if (!conv) throw new Error(`conversation ${id} is gone`);
+  return conv;
 }
 
 async function checkDailyCap(ctx: AppContext, db: AppContext['database']['db'] | Tx, accountId: string, now: number): Promise<void> {

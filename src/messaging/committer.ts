@@ -3,7 +3,8 @@ import type { AppContext } from '../context.js';
 import { Batches } from '../core/batches.js';
 import { ApiError } from '../core/errors.js';
 import type { Tx } from '../db/database.js';
-import { inList, rowsAs } from '../db/row-sets.js';
+import { prepared } from '../db/prepared.js';
+import { inListOf, listValue, rowsAs } from '../db/row-sets.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
 
@@ -137,9 +138,14 @@ export class Committer {
   }
 }
 
+const claimQueued = prepared<{ ids: unknown; now: number }>()((db, $) => db.updateTable('messages')
+  .set({ status: 'sending', attempts: sql<number>`attempts + 1`, updated_at: $('now') })
+  .where(inListOf(db, 'id', $('ids'))).where('status', '=', 'queued').returning(['id', 'attempts']));
+
+const readMarks = prepared<{ ids: unknown }>()((db, $) => db.selectFrom('conversations').select(['id', 'customer_read_at']).where(inListOf(db, 'id', $('ids'))));
+
 async function claimAll(tx: Tx, claims: Claim[], now: number, events: EventInput[]): Promise<{ ok: boolean; value: unknown }[]> {
-  const rows = await tx.updateTable('messages').set({ status: 'sending', attempts: sql<number>`attempts + 1`, updated_at: now })
-    .where(inList(tx, 'id', claims.map((c) => c.id))).where('status', '=', 'queued').returning(['id', 'attempts']).execute();
+  const rows = await claimQueued.all(tx, { ids: listValue(tx, claims.map((c) => c.id)), now });
   const got = new Map(rows.map((r) => [r.id, Number(r.attempts)]));
   return claims.map((c) => {
     const attempts = got.get(c.id);
@@ -151,7 +157,7 @@ async function claimAll(tx: Tx, claims: Claim[], now: number, events: EventInput
 
 async function sentAll(tx: Tx, sents: SentRecord[], now: number, events: EventInput[]): Promise<{ ok: boolean; value: unknown }[]> {
   const convIds = [...new Set(sents.map((s) => s.conversationId))];
-  const readAt = new Map((await tx.selectFrom('conversations').select(['id', 'customer_read_at']).where(inList(tx, 'id', convIds)).execute())
+  const readAt = new Map((await readMarks.all(tx, { ids: listValue(tx, convIds) }))
     .map((r) => [r.id, r.customer_read_at ?? 0]));
   const read = sents.map((s) => (readAt.get(s.conversationId) ?? 0) >= s.providerTs);
   const results = rowsAs(tx, [['id', 'text'], ['status', 'text'], ['pid', 'text'], ['ts', 'bigint']],

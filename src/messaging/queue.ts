@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { sql, type SqlBool } from 'kysely';
 import { isPostgres, type Executor } from '../db/database.js';
+import { prepared } from '../db/prepared.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
 
 /**
@@ -95,25 +96,30 @@ export async function repliedBeforeLastInbound(db: Executor, convs: { id: string
 }
 
 /** Replies that take (or hold) a daily-cap slot on `now`'s UTC day: outbound, not failed, created that day. */
-const todaysReplies = (db: Executor, now: number) => db.selectFrom('messages')
-  .where(isOutbound()).where('id', '>=', idFloor('msg', utcDayStart(now))).where('status', '<>', 'failed');
+const todaysReplies = (db: Executor, floor: string) => db.selectFrom('messages')
+  .where(isOutbound()).where('id', '>=', floor).where('status', '<>', 'failed');
+const todaysFloor = (now: number) => idFloor('msg', utcDayStart(now));
+
+const replyInConversationToday = prepared<{ floor: string; conversationId: string }>()((db, $) =>
+  todaysReplies(db, $('floor')).select('id').where('conversation_id', '=', $('conversationId')).limit(1));
 
 /** Whether the account already replied in this conversation today (UTC): it then costs no daily-cap slot. */
 export async function repliedToday(db: Executor, conversationId: string, now: number): Promise<boolean> {
-  const row = await todaysReplies(db, now).select('id').where('conversation_id', '=', conversationId).limit(1).executeTakeFirst();
-  return Boolean(row);
+  return Boolean(await replyInConversationToday.first(db, { floor: todaysFloor(now), conversationId }));
 }
+
+const conversationsOfAccountToday = prepared<{ floor: string; accountId: string }>()((db, $) =>
+  todaysReplies(db, $('floor')).select(sql<number>`count(distinct conversation_id)`.as('n')).where('account_id', '=', $('accountId')));
 
 /** Distinct conversations the account replied to (or has replies queued for) today, UTC. */
 export async function conversationsRepliedToday(db: Executor, accountId: string, now: number): Promise<number> {
-  const row = await todaysReplies(db, now).select(sql<number>`count(distinct conversation_id)`.as('n'))
-    .where('account_id', '=', accountId).executeTakeFirstOrThrow();
-  return Number(row.n);
+  const row = await conversationsOfAccountToday.first(db, { floor: todaysFloor(now), accountId });
+  return Number(row?.n ?? 0);
 }
 
 /** Per account: the conversations it replied to (or has replies queued for) today, UTC. */
 export async function conversationsRepliedTodayByAccount(db: Executor, accountIds: string[], now: number): Promise<Map<string, Set<string>>> {
-  const rows = await todaysReplies(db, now).select(['account_id', 'conversation_id']).distinct()
+  const rows = await todaysReplies(db, todaysFloor(now)).select(['account_id', 'conversation_id']).distinct()
     .where('account_id', 'in', accountIds).execute();
   const out = new Map(accountIds.map((id) => [id, new Set<string>()]));
   for (const r of rows) out.get(r.account_id)?.add(r.conversation_id);

@@ -5,6 +5,7 @@ import type { AppContext } from '../context.js';
 import { ApiError } from '../core/errors.js';
 import { parseJson, type Tx } from '../db/database.js';
 import { releaseLease, tryAcquireLease } from '../db/leases.js';
+import { prepared } from '../db/prepared.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
 import { accessToken, AccountUnavailable } from '../accounts/tokens.js';
 import { setAccountStatus } from '../accounts/store.js';
@@ -285,6 +286,13 @@ function candidates(db: Tx | AppContext['database']['db']) {
     ]);
 }
 
+const pendingOf = prepared<{ accountId: string }>()((db, $) => candidates(db).select(['m.status', 'm.next_attempt_at'])
+  .where('m.account_id', '=', $('accountId')).where(isPending('m')).orderBy('m.id').limit(FETCH_LIMIT));
+
+const pendingSince = prepared<{ accountId: string; floor: string }>()((db, $) => candidates(db).select(['m.status', 'm.next_attempt_at'])
+  .where('m.account_id', '=', $('accountId')).where(isPending('m')).where(isOutbound('m')).where('m.id', '>', $('floor'))
+  .orderBy('m.id').limit(FETCH_LIMIT));
+
 class Lane {
   private readonly inflight = new Map<string, string>(); // conversation id → message id
   private readonly tasks = new Set<Promise<void>>();
@@ -513,10 +521,10 @@ class Lane {
    * only those accepted since (ids are time-ordered; a margin covers other processes' clocks).
    */
   private async fetch(after: string | null = null): Promise<Row[]> {
-    let q = candidates(this.ctx.database.db).select(['m.status', 'm.next_attempt_at'])
-      .where('m.account_id', '=', this.accountId).where(isPending('m'));
-    if (after) q = q.where(isOutbound('m')).where('m.id', '>', idFloor('msg', idTime(after) - ID_SKEW_MS));
-    const rows = await q.orderBy('m.id').limit(FETCH_LIMIT).execute() as Row[];
+    const db = this.ctx.database.db;
+    const rows = (after
+      ? await pendingSince.all(db, { accountId: this.accountId, floor: idFloor('msg', idTime(after) - ID_SKEW_MS) })
+      : await pendingOf.all(db, { accountId: this.accountId })) as Row[];
     if (!this.justDone.size) return rows;
     // A read that overlapped the writing of a result still shows that reply pending (`sending`):
     // it would block its conversation until the next full read.

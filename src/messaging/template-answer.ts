@@ -1,5 +1,6 @@
 import { sql, type SqlBool } from 'kysely';
 import { parseJson, type Tx } from '../db/database.js';
+import { prepared } from '../db/prepared.js';
 import { matchTemplateAnswer, type Template } from './content.js';
 import { DAY_MS, idFloor } from './queue.js';
 
@@ -15,6 +16,14 @@ export interface TemplateAnswer {
 /** How long after a template an answer is still linked to it. */
 const ANSWER_WINDOW_MS = 2 * DAY_MS;
 
+const latestTemplate = prepared<{ conversationId: string; floor: string }>()((db, $) => db.selectFrom('messages')
+  .select(['id', 'extra', 'provider_timestamp'])
+  .where('conversation_id', '=', $('conversationId'))
+  .where(sql<SqlBool>`direction = 'outbound' and type = 'template'`)
+  .where('id', '>=', $('floor'))
+  .where('status', 'in', ['sending', 'sent', 'read'])
+  .orderBy('id', 'desc').limit(1));
+
 /**
  * Links a customer's text to the options of the latest template sent in the conversation (as a
  * card or as numbered text): "2", "#2" or the option's title pick that option. Used by ingest to
@@ -22,12 +31,7 @@ const ANSWER_WINDOW_MS = 2 * DAY_MS;
  */
 export async function templateAnswer(tx: Tx, conversationId: string, text: string | null, atMs: number): Promise<TemplateAnswer | null> {
   if (!text || text.length > 200) return null;
-  const latest = await tx.selectFrom('messages').select(['id', 'extra', 'provider_timestamp'])
-    .where('conversation_id', '=', conversationId)
-    .where(sql<SqlBool>`direction = 'outbound' and type = 'template'`)
-    .where('id', '>=', idFloor('msg', atMs - ANSWER_WINDOW_MS))
-    .where('status', 'in', ['sending', 'sent', 'read'])
-    .orderBy('id', 'desc').limit(1).executeTakeFirst();
+  const latest = await latestTemplate.first(tx, { conversationId, floor: idFloor('msg', atMs - ANSWER_WINDOW_MS) });
   if (!latest) return null;
   if (latest.provider_timestamp !== null && latest.provider_timestamp > atMs) return null;
   const template = parseJson<{ template?: Template }>(latest.extra, {}).template;

@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+import { hasPrefix, newId } from './ids.js';
+
+describe('newId', () => {
+  it('makes distinct ids that sort in creation order, across many refills of the random pool', () => {
+    const ids: string[] = [];
+    let ms = 1_700_000_000_000;
+    // Half of them in new milliseconds (fresh random bytes), half within one (incremented).
+    for (let i = 0; i < 2000; i++) ids.push(newId('msg', i % 2 ? ms : ++ms));
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+    expect(ids.every((id) => hasPrefix(id, 'msg'))).toBe(true);
+  });
+
+  it('does not repeat the random part between milliseconds', () => {
+    const parts = new Set<string>();
+    for (let i = 0; i < 1000; i++) parts.add(newId('evt', 1_800_000_000_000 + i).slice(14));
+    expect(parts.size).toBe(1000);
+  });
+});
