@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { Logger } from './logger.js';
 
@@ -11,6 +12,8 @@ import type { Logger } from './logger.js';
 export type Topic = 'inbound' | 'deliveries' | 'outbound' | 'events' | 'endpoints' | 'accounts';
 const TOPICS: Topic[] = ['inbound', 'deliveries', 'outbound', 'events', 'endpoints', 'accounts'];
 const CHANNEL = 'dmgate_bus';
+/** Longest an announcement waits for other processes (local listeners hear it at once). */
+const FLUSH_INTERVAL_MS = 5;
 
 export class Bus {
   private readonly emitter = new EventEmitter();
@@ -40,7 +43,8 @@ export class Bus {
 
   /**
    * Announces work on a topic: local listeners at once, other processes through NOTIFY. Coalesced:
-   * everything announced while a NOTIFY is on its way goes in the next one, as one statement (each
+   * everything announced while a NOTIFY is on its way, or within FLUSH_INTERVAL_MS of the last one,
+   * goes in the next one, as one statement (each
    * NOTIFY is a commit that takes the server's notification-queue lock, so one per announcement
    * would cost more than the work it announces).
    */
@@ -54,14 +58,23 @@ export class Bus {
   private scheduleFlush(): void {
     if (this.flushScheduled || this.flushing || !this.pending.size) return;
     this.flushScheduled = true;
-    setImmediate(() => {
+    const run = () => {
       this.flushScheduled = false;
       void this.flush();
-    });
+    };
+    // At most one NOTIFY per FLUSH_INTERVAL_MS: under load every announcement would otherwise get a
+    // round trip of its own (a NOTIFY takes about as long as the work between two announcements).
+    // A quiet process announces at once.
+    const wait = this.lastFlushAt + FLUSH_INTERVAL_MS - performance.now();
+    if (wait > 0) setTimeout(run, wait).unref();
+    else setImmediate(run);
   }
+
+  private lastFlushAt = -Infinity;
 
   private async flush(): Promise<void> {
     this.flushing = true;
+    this.lastFlushAt = performance.now();
     const origin = `${process.pid}:${this.instance}`;
     const payloads = [...this.pending].map((item) => `${origin}\u0001${item}`);
     this.pending.clear();
