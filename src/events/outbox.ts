@@ -30,21 +30,28 @@ function subscribed(endpoint: EndpointFilter, type: string): boolean {
 const enabledEndpoints = prepared<object>()((db) => db.selectFrom('webhook_endpoints').select(['id', 'events']).where('enabled', '=', 1));
 
 /**
+ * The endpoints that get deliveries. On Postgres, also the append lock: sequence numbers are taken
+ * at insert but become visible at commit. Serializing the tail of event-appending transactions
+ * (from here to commit: keep it short) makes seq order equal commit order, so a reader paging by
+ * seq (GET /v1/events, SSE replay) can never skip an event that commits late. Taken by the
+ * statement that reads the endpoints: every statement is a round trip. (The lock's side of the
+ * join always yields its row, so it is taken even when there is no endpoint.)
+ */
+async function endpointsToDeliver(tx: Tx): Promise<{ id: string; events: string }[]> {
+  if (!isPostgres(tx)) return enabledEndpoints.all(tx, {});
+  const { rows } = await sql<{ id: string | null; events: string | null }>`select e.id, e.events
+    from (select pg_advisory_xact_lock(${EVENT_APPEND_LOCK})) as l left join webhook_endpoints e on e.enabled = 1`.execute(tx);
+  return rows.filter((r): r is { id: string; events: string } => r.id !== null);
+}
+
+/**
  * Appends events and, in the same transaction, one delivery per enabled endpoint that subscribes
  * to each (the transactional outbox: an event is never stored without its deliveries). The caller
  * notifies the bus ('deliveries', 'events') after commit.
  */
 export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number): Promise<StoredEvent[]> {
   if (!inputs.length) return [];
-  const endpoints = (await enabledEndpoints.all(tx, {}))
-    .map((e) => ({ id: e.id, events: parseJson<string[]>(e.events, []) }));
-  if (isPostgres(tx)) {
-    // Sequence numbers are taken at insert but become visible at commit. Serializing the tail of
-    // event-appending transactions (from here to commit: keep it short) makes seq order equal
-    // commit order, so a reader paging by seq (GET /v1/events, SSE replay) can never skip an event
-    // that commits late.
-    await sql`select pg_advisory_xact_lock(${EVENT_APPEND_LOCK})`.execute(tx);
-  }
+  const endpoints = (await endpointsToDeliver(tx)).map((e) => ({ id: e.id, events: parseJson<string[]>(e.events, []) }));
   const stored: StoredEvent[] = [];
   // Multi-row inserts: on Postgres every statement is a round trip, and a batch holds many events.
   for (let i = 0; i < inputs.length; i += CHUNK) {
