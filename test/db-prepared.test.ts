@@ -1,20 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, type Database } from '../src/db/database.js';
+import { describe, expect, it } from 'vitest';
 import { boundRow, prepared } from '../src/db/prepared.js';
-import { freshStorage, TEST_DB, type TestStorage } from './helpers/db.js';
+import { fileDatabase, TEST_DB } from './helpers/db.js';
 
 describe(`prepared queries (${TEST_DB})`, () => {
-  let storage: TestStorage;
-  let database: Database;
-
-  beforeAll(async () => {
-    storage = await freshStorage();
-    database = await openDatabase({ dataDir: storage.dataDir, databaseUrl: storage.databaseUrl || undefined });
-  });
-  afterAll(async () => {
-    await database?.close();
-    await storage?.drop();
-  });
+  const db = fileDatabase();
 
   it('builds once, binds each run its own values by name, and keeps the builder constants', async () => {
     let builds = 0;
@@ -29,36 +18,36 @@ describe(`prepared queries (${TEST_DB})`, () => {
       return db.selectFrom('leases').select('name').where('expires_at', '>', $('after')).where('name', '<>', 'never')
         .where('owner', '=', $('owner')).where('expires_at', '<', $('before')).orderBy('name');
     });
-    await database.db.transaction().execute(async (tx) => {
+    await db().db.transaction().execute(async (tx) => {
       await insert.execute(tx, { name: 'a', owner: 'x', expires_at: 10 });
       await insert.execute(tx, { name: 'b', owner: 'x', expires_at: 20 });
     });
-    await insert.execute(database.db, { name: 'c', owner: 'y', expires_at: 30 });
-    await insert.execute(database.db, { name: 'never', owner: 'x', expires_at: 40 });
+    await insert.execute(db().db, { name: 'c', owner: 'y', expires_at: 30 });
+    await insert.execute(db().db, { name: 'never', owner: 'x', expires_at: 40 });
 
-    expect((await between.all(database.db, { owner: 'x', after: 5, before: 50 })).map((r) => r.name)).toEqual(['a', 'b']);
-    expect((await between.all(database.db, { owner: 'x', after: 15, before: 50 })).map((r) => r.name)).toEqual(['b']);
-    expect((await between.all(database.db, { owner: 'y', after: 0, before: 25 })).map((r) => r.name)).toEqual([]);
+    expect((await between.all(db().db, { owner: 'x', after: 5, before: 50 })).map((r) => r.name)).toEqual(['a', 'b']);
+    expect((await between.all(db().db, { owner: 'x', after: 15, before: 50 })).map((r) => r.name)).toEqual(['b']);
+    expect((await between.all(db().db, { owner: 'y', after: 0, before: 25 })).map((r) => r.name)).toEqual([]);
     expect(builds).toBe(2);
-    const rows = await database.db.selectFrom('leases').select(['name', 'owner']).orderBy('name').execute();
+    const rows = await db().db.selectFrom('leases').select(['name', 'owner']).orderBy('name').execute();
     expect(rows).toEqual([{ name: 'a', owner: 'x' }, { name: 'b', owner: 'x' }, { name: 'c', owner: 'y' }, { name: 'never', owner: 'x' }]);
   });
 
   it('gives the rows of the values bound, run after run', async () => {
     const byOwner = prepared<{ owner: string; after: number }>()((db, $) => db.selectFrom('leases').select('name')
       .where('owner', '=', $('owner')).where('expires_at', '>', $('after')).where('name', '<>', 'never').orderBy('name'));
-    expect((await byOwner.all(database.db, { owner: 'x', after: 0 })).map((r) => r.name)).toEqual(['a', 'b']);
-    expect((await byOwner.all(database.db, { owner: 'x', after: 15 })).map((r) => r.name)).toEqual(['b']);
-    expect(await byOwner.first(database.db, { owner: 'y', after: 0 })).toEqual({ name: 'c' });
-    expect(await byOwner.first(database.db, { owner: 'z', after: 0 })).toBeUndefined();
+    expect((await byOwner.all(db().db, { owner: 'x', after: 0 })).map((r) => r.name)).toEqual(['a', 'b']);
+    expect((await byOwner.all(db().db, { owner: 'x', after: 15 })).map((r) => r.name)).toEqual(['b']);
+    expect(await byOwner.first(db().db, { owner: 'y', after: 0 })).toEqual({ name: 'c' });
+    expect(await byOwner.first(db().db, { owner: 'z', after: 0 })).toBeUndefined();
     const update = prepared<{ name: string; at: number }>()((db, $) => db.updateTable('leases').set({ expires_at: $('at') }).where('name', '=', $('name')));
-    const res = await update.execute(database.db, { name: 'a', at: 99 });
+    const res = await update.execute(db().db, { name: 'a', at: 99 });
     expect(Number(res.numAffectedRows)).toBe(1);
-    expect((await byOwner.all(database.db, { owner: 'x', after: 50 })).map((r) => r.name)).toEqual(['a']);
+    expect((await byOwner.all(db().db, { owner: 'x', after: 50 })).map((r) => r.name)).toEqual(['a']);
   });
 
   it('refuses a run that leaves a value out instead of binding nothing', async () => {
     const q = prepared<{ owner: string }>()((db, $) => db.selectFrom('leases').select('name').where('owner', '=', $('owner')));
-    await expect(q.all(database.db, {} as { owner: string })).rejects.toThrow('no value for "owner"');
+    await expect(q.all(db().db, {} as { owner: string })).rejects.toThrow('no value for "owner"');
   });
 });

@@ -1,23 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, type Database } from '../src/db/database.js';
+import { describe, expect, it } from 'vitest';
 import { appendEvents } from '../src/events/outbox.js';
 import type { EventInput } from '../src/events/types.js';
-import { freshStorage, TEST_DB, type TestStorage } from './helpers/db.js';
+import { fileDatabase, TEST_DB } from './helpers/db.js';
 
 const event = (n: number): EventInput => ({ event: 'message.received', account_id: null, provider: 'tiktok', data: { text: `#${n}` } });
 
 describe(`outbox (${TEST_DB})`, () => {
-  let storage: TestStorage;
-  let database: Database;
-
-  beforeAll(async () => {
-    storage = await freshStorage();
-    database = await openDatabase({ dataDir: storage.dataDir, databaseUrl: storage.databaseUrl || undefined });
-  });
-  afterAll(async () => {
-    await database?.close();
-    await storage?.drop();
-  });
+  const db = fileDatabase();
 
   it.skipIf(TEST_DB !== 'postgres')('commits event-appending transactions one after another, so seq order is commit order (no endpoint registered)', async () => {
     let releaseFirst!: () => void;
@@ -25,13 +14,13 @@ describe(`outbox (${TEST_DB})`, () => {
     let firstAppended!: () => void;
     const appended = new Promise<void>((resolve) => { firstAppended = resolve; });
     const commits: string[] = [];
-    const first = database.db.transaction().execute(async (tx) => {
+    const first = db().db.transaction().execute(async (tx) => {
       await appendEvents(tx, [event(1)], Date.now());
       firstAppended();
       await held; // still open: a later appender must wait for this commit
     }).then(() => commits.push('first'));
     await appended;
-    const second = database.db.transaction().execute(async (tx) => {
+    const second = db().db.transaction().execute(async (tx) => {
       await appendEvents(tx, [event(2)], Date.now());
     }).then(() => commits.push('second'));
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -39,7 +28,7 @@ describe(`outbox (${TEST_DB})`, () => {
     releaseFirst();
     await Promise.all([first, second]);
     expect(commits).toEqual(['first', 'second']);
-    const rows = await database.db.selectFrom('events').select(['seq', 'payload']).orderBy('seq').execute();
+    const rows = await db().db.selectFrom('events').select(['seq', 'payload']).orderBy('seq').execute();
     expect(rows.map((r) => JSON.parse(r.payload).text)).toEqual(['#1', '#2']);
   });
 });

@@ -1,6 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { openDatabase, type Database } from '../../src/db/database.js';
 import { scratchSchema } from './scratch.js';
 
 /** Which database this vitest project runs on (set per project in vitest.config.ts). */
@@ -29,4 +31,19 @@ export async function freshStorage(): Promise<TestStorage> {
       rmSync(dataDir, { recursive: true, force: true, maxRetries: 5 });
     },
   };
+}
+
+/** A fresh store, opened for the tests of one file (closed and dropped after them): call the result in a test. */
+export function fileDatabase(): () => Database {
+  let storage: TestStorage | undefined;
+  let database: Database | undefined;
+  beforeAll(async () => {
+    storage = await freshStorage();
+    database = await openDatabase({ dataDir: storage.dataDir, databaseUrl: storage.databaseUrl || undefined });
+  });
+  afterAll(async () => {
+    await database?.close();
+    await storage?.drop();
+  });
+  return () => database!;
 }
