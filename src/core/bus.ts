@@ -21,6 +21,8 @@ export class Bus {
   private readonly pending = new Set<string>();
   private flushScheduled = false;
   private flushing = false;
+  /** When the last NOTIFY was sent (performance.now()). */
+  private lastFlushAt = -Infinity;
 
   constructor(private readonly log: Logger, private readonly pool?: pg.Pool) {
     this.emitter.setMaxListeners(0);
@@ -44,9 +46,8 @@ export class Bus {
   /**
    * Announces work on a topic: local listeners at once, other processes through NOTIFY. Coalesced:
    * everything announced while a NOTIFY is on its way, or within FLUSH_INTERVAL_MS of the last one,
-   * goes in the next one, as one statement (each
-   * NOTIFY is a commit that takes the server's notification-queue lock, so one per announcement
-   * would cost more than the work it announces).
+   * goes in the next one, as one statement (each NOTIFY is a commit that takes the server's
+   * notification-queue lock, so one per announcement would cost more than the work it announces).
    */
   notify(topic: Topic, data?: string): void {
     this.emitter.emit(topic, data);
@@ -69,8 +70,6 @@ export class Bus {
     if (wait > 0) setTimeout(run, wait).unref();
     else setImmediate(run);
   }
-
-  private lastFlushAt = -Infinity;
 
   private async flush(): Promise<void> {
     this.flushing = true;

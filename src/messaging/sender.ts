@@ -286,12 +286,14 @@ function candidates(db: Tx | AppContext['database']['db']) {
     ]);
 }
 
-const pendingOf = prepared<{ accountId: string }>()((db, $) => candidates(db).select(['m.status', 'm.next_attempt_at'])
-  .where('m.account_id', '=', $('accountId')).where(isPending('m')).orderBy('m.id').limit(FETCH_LIMIT));
+/** The account's pending replies (the partial index on pending rows), with their queue state. */
+const pendingOfAccount = (db: Tx | AppContext['database']['db'], accountId: string) => candidates(db).select(['m.status', 'm.next_attempt_at'])
+  .where('m.account_id', '=', accountId).where(isPending('m'));
 
-const pendingSince = prepared<{ accountId: string; floor: string }>()((db, $) => candidates(db).select(['m.status', 'm.next_attempt_at'])
-  .where('m.account_id', '=', $('accountId')).where(isPending('m')).where(isOutbound('m')).where('m.id', '>', $('floor'))
-  .orderBy('m.id').limit(FETCH_LIMIT));
+const pendingOf = prepared<{ accountId: string }>()((db, $) => pendingOfAccount(db, $('accountId')).orderBy('m.id').limit(FETCH_LIMIT));
+
+const pendingSince = prepared<{ accountId: string; floor: string }>()((db, $) => pendingOfAccount(db, $('accountId'))
+  .where(isOutbound('m')).where('m.id', '>', $('floor')).orderBy('m.id').limit(FETCH_LIMIT));
 
 class Lane {
   private readonly inflight = new Map<string, string>(); // conversation id → message id
