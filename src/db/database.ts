@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, SqliteDriver, sql, type DatabaseConnection, type Driver, type QueryResult, type CompiledQuery, type Transaction } from 'kysely';
+import { CompiledQuery, Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, SqliteDriver, sql, type DatabaseConnection, type Driver, type QueryResult, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { DB } from './schema.js';
 import { migrate } from './migrate.js';
@@ -186,6 +186,16 @@ class DurableSqliteDriver extends SqliteDriver {
       this.wrapped.set(inner, conn);
     }
     return conn;
+  }
+
+  /**
+   * `begin immediate`: the write lock up front. Another connection can write the file between a
+   * transaction's read and its write (a one-shot CLI command such as `keys create` beside the
+   * server); a deferred transaction would then fail its write with SQLITE_BUSY_SNAPSHOT, which no
+   * busy timeout retries. Taken at begin, the lock makes the other writer wait instead.
+   */
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
   }
 
   override async commitTransaction(connection: DatabaseConnection): Promise<void> {

@@ -65,7 +65,9 @@ export class InboundLog {
 function prepareSqlite(sqlite: BetterSqlite3.Database): (rows: InboundRow[]) => void {
   const stmt = sqlite.prepare(`insert into inbound_events (provider, dedupe_key, event_type, business_id, body, status, attempts, next_attempt_at, received_at)
     values (?, ?, ?, ?, ?, 'pending', 0, 0, ?) on conflict (provider, dedupe_key) do nothing`);
-  return sqlite.transaction((rows: InboundRow[]) => {
+  const insert = sqlite.transaction((rows: InboundRow[]) => {
     for (const r of rows) stmt.run(r.provider, r.dedupeKey, r.eventType, r.businessId, r.body, r.receivedAt);
   });
+  // The write lock at begin, as every transaction here takes it (see DurableSqliteDriver).
+  return (rows) => insert.immediate(rows);
 }
