@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -11,20 +11,22 @@ describe('SQLite transactions beside another writer (a one-shot CLI command next
     const database = await openDatabase({ dataDir });
     const other = new BetterSqlite3(join(dataDir, 'dmgate.db'));
     other.pragma('busy_timeout = 0');
+    const cliWrite = other.prepare(`insert into leases (name, owner, expires_at) values ('cli', 'o', 1)`);
     try {
       await database.db.transaction().execute(async (tx) => {
         await tx.selectFrom('leases').selectAll().execute();
         // A deferred transaction would let this commit, and then fail its own write below with
         // SQLITE_BUSY_SNAPSHOT (which no busy timeout retries). The other writer waits instead.
-        expect(() => other.prepare(`insert into leases (name, owner, expires_at) values ('cli', 'o', 1)`).run()).toThrow(/database is locked/);
+        expect(() => cliWrite.run()).toThrow(/database is locked/);
         await tx.insertInto('leases').values({ name: 'server', owner: 'o', expires_at: 1 }).execute();
       });
-      other.prepare(`insert into leases (name, owner, expires_at) values ('cli', 'o', 1)`).run();
+      cliWrite.run();
       const names = (await database.db.selectFrom('leases').select('name').orderBy('name').execute()).map((r) => r.name);
       expect(names).toEqual(['cli', 'server']);
     } finally {
       other.close();
       await database.close();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

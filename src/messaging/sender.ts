@@ -286,12 +286,17 @@ function candidates(db: Tx | AppContext['database']['db']) {
     ]);
 }
 
-/** The account's pending replies (the partial index on pending rows), with their queue state. */
+/** The account's pending replies, with their queue state. */
 const pendingOfAccount = (db: Tx | AppContext['database']['db'], accountId: string) => candidates(db).select(['m.status', 'm.next_attempt_at'])
   .where('m.account_id', '=', accountId).where(isPending('m'));
 
+/**
+ * All of them, oldest first. SQLite's planner takes messages_provider_id (every message of the
+ * account) and sorts, not the partial index on pending rows: a cost that grows with the history.
+ */
 const pendingOf = prepared<{ accountId: string }>()((db, $) => pendingOfAccount(db, $('accountId')).orderBy('m.id').limit(FETCH_LIMIT));
 
+/** Those accepted after `floor` (through messages_outbound_account: the account's id range). */
 const pendingSince = prepared<{ accountId: string; floor: string }>()((db, $) => pendingOfAccount(db, $('accountId'))
   .where(isOutbound('m')).where('m.id', '>', $('floor')).orderBy('m.id').limit(FETCH_LIMIT));
 
