@@ -60,6 +60,11 @@ export class Prepared<P extends object, R> {
     return (await this.execute(db, params)).rows[0];
   }
 
+  /** The SQL text this dialect runs (for EXPLAIN). */
+  sql(db: Executor): string {
+    return this.compile(db).query.sql;
+  }
+
   private compile(db: Executor): Compiled<R> {
     const pg = isPostgres(db);
     let c = this.compiled.get(pg);

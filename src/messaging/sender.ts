@@ -291,13 +291,15 @@ const pendingOfAccount = (db: Tx | AppContext['database']['db'], accountId: stri
   .where('m.account_id', '=', accountId).where(isPending('m'));
 
 /**
- * All of them, oldest first. SQLite's planner takes messages_provider_id (every message of the
- * account) and sorts, not the partial index on pending rows: a cost that grows with the history.
+ * All of them, oldest first, through the partial index on pending rows. Without the always-true
+ * `conversation_id > ''` SQLite's planner takes messages_provider_id instead (every message the
+ * account ever had, then a sort): a read whose cost grew with the history.
  */
-const pendingOf = prepared<{ accountId: string }>()((db, $) => pendingOfAccount(db, $('accountId')).orderBy('m.id').limit(FETCH_LIMIT));
+export const pendingOf = prepared<{ accountId: string }>()((db, $) => pendingOfAccount(db, $('accountId'))
+  .where('m.conversation_id', '>', '').orderBy('m.id').limit(FETCH_LIMIT));
 
 /** Those accepted after `floor` (through messages_outbound_account: the account's id range). */
-const pendingSince = prepared<{ accountId: string; floor: string }>()((db, $) => pendingOfAccount(db, $('accountId'))
+export const pendingSince = prepared<{ accountId: string; floor: string }>()((db, $) => pendingOfAccount(db, $('accountId'))
   .where(isOutbound('m')).where('m.id', '>', $('floor')).orderBy('m.id').limit(FETCH_LIMIT));
 
 class Lane {

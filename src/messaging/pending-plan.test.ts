@@ -1,0 +1,37 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../db/database.js';
+import type { Prepared } from '../db/prepared.js';
+import { pendingOf, pendingSince } from './sender.js';
+
+/** SQLite's plans do not depend on table sizes (no ANALYZE here), so they can be checked on an empty store. */
+describe('the sender reads pending replies through bounded indexes (SQLite plans)', () => {
+  let dataDir: string;
+  let database: Database;
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'pending-plan-'));
+    database = await openDatabase({ dataDir });
+  });
+  afterAll(async () => {
+    await database.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const plan = (query: Prepared<object, unknown>) => {
+    const text = query.sql(database.db);
+    const values = (text.match(/\?/g) ?? []).map(() => null);
+    return (database.sqlite!.prepare(`explain query plan ${text}`).all(...values) as { detail: string }[]).map((r) => r.detail);
+  };
+
+  it('reads all of an account\'s pending replies through the partial index on pending rows, not every message it had', () => {
+    const steps = plan(pendingOf as Prepared<object, unknown>);
+    expect(steps.find((s) => s.startsWith('SEARCH m '))).toContain('messages_outbound_pending');
+  });
+
+  it('reads the replies accepted since a floor through the account\'s id range', () => {
+    const steps = plan(pendingSince as Prepared<object, unknown>);
+    expect(steps.find((s) => s.startsWith('SEARCH m '))).toContain('messages_outbound_account');
+  });
+});
