@@ -199,7 +199,7 @@ export class Sender {
       const now = this.ctx.clock();
       const rows = await this.ctx.database.db.selectFrom('messages').select('account_id')
         .where('status', '=', 'queued').where('next_attempt_at', '<=', now).groupBy('account_id').execute();
-      for (const r of rows) this.lane(r.account_id).poke();
+      for (const r of rows) this.lane(r.account_id).due();
       if (Date.now() - this.lastSweep > SWEEP_EVERY_MS) {
         this.lastSweep = Date.now();
         await this.recoverStale();
@@ -352,6 +352,16 @@ class Lane {
       this.running = null;
       if (this.dirty && !this.sender.stopped && !this.stopping) this.poke();
     });
+  }
+
+  /**
+   * The poll saw due replies of this account. A running lane holding a recent read of its queue
+   * knows them already (its own retries, on its own timers; other changes are announced and poke
+   * it): re-reading on every poll cost one read per busy account per second while draining.
+   */
+  due(): void {
+    if (this.running && this.rows !== null && Date.now() - this.fullFetchedAt < FULL_REFETCH_MS) return;
+    this.poke();
   }
 
   reapIfIdle(): void {
