@@ -114,24 +114,52 @@ class PreparingClient extends pg.Client {
 /** Distinct statements kept prepared (queries with `in (…)` lists of varying length are distinct). */
 const STATEMENT_CACHE_SIZE = 512;
 
+/** The part of a statement Kysely's SQLite connection uses. */
+type KyselyStatement = Pick<BetterSqlite3.Statement, 'reader' | 'readonly' | 'all' | 'run' | 'iterate'>;
+
+/**
+ * A statement that returns rows, read as arrays and turned into objects by a function made for
+ * its columns. better-sqlite3 builds each row object one named property at a time, which cost more
+ * than running the query: 20 pending replies, 16 columns, read in a third to a quarter of the time
+ * this way (104-166 µs against 421-592 µs, alternating in one process on this project's machine).
+ * The objects are the same: the same keys in the same order, a later column of the same name
+ * winning, as better-sqlite3 does.
+ */
+function rowsAsObjects(stmt: BetterSqlite3.Statement): KyselyStatement {
+  const names = stmt.columns().map((c) => c.name);
+  if (names.includes('__proto__')) return stmt;
+  const build = new Function('r', `return {${names.map((n, i) => `${JSON.stringify(n)}: r[${i}]`).join(', ')}};`) as (row: unknown[]) => unknown;
+  stmt.raw(true);
+  return {
+    reader: true,
+    readonly: stmt.readonly,
+    all: ((...params: unknown[]) => (stmt.all(...params) as unknown[][]).map(build)) as BetterSqlite3.Statement['all'],
+    run: stmt.run.bind(stmt),
+    iterate: (function* (...params: unknown[]) {
+      for (const row of stmt.iterate(...params) as IterableIterator<unknown[]>) yield build(row);
+    }) as BetterSqlite3.Statement['iterate'],
+  };
+}
+
 /**
  * Kysely prepares every query it runs; on the hot paths (sender, processor, outbox) preparing cost
  * more than running. The same SQL text reuses its prepared statement (least recently used ones are
  * dropped). Safe because the connection runs one statement at a time and nothing here streams.
  */
 function withStatementCache(sqlite: BetterSqlite3.Database) {
-  const cache = new Map<string, BetterSqlite3.Statement>();
+  const cache = new Map<string, KyselyStatement>();
   return {
     sqlite,
     /** Whether the statement prepared last writes (read right after Kysely runs it, synchronously). */
     lastWrites: false,
     close: () => sqlite.close(),
-    prepare(text: string): BetterSqlite3.Statement {
+    prepare(text: string): KyselyStatement {
       let stmt = cache.get(text);
       if (stmt) {
         cache.delete(text);
       } else {
-        stmt = sqlite.prepare(text);
+        const prepared = sqlite.prepare(text);
+        stmt = prepared.reader ? rowsAsObjects(prepared) : prepared;
         if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!);
       }
       cache.set(text, stmt);
