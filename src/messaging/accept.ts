@@ -79,7 +79,9 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
   if (newToday && conv.cap) {
     newToday = !conv.cap.repliedToday;
     if (newToday) throwIfCapped(ctx, conv.cap.used, conv.account_id, now);
-  } else if (newToday) {
+  } else if (newToday && req.type === 'image') {
+    // Only an image is worth refusing here (before its download); for any other reply this is what
+    // the write checks again under the write lock: asking twice cost the accept two reads.
     newToday = !(await repliedToday(ctx.database.db, conv.id, now));
     if (newToday) await checkDailyCap(ctx, ctx.database.db, conv.account_id, now);
   }
