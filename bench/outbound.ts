@@ -83,9 +83,18 @@ function postgresCpuSeconds(): number {
   return total;
 }
 
+/**
+ * CPU seconds the hypervisor gave to other guests while this machine's processes were ready to run
+ * (the "steal" column of /proc/stat, all cores): on a shared VM it tells a slow run from slow code.
+ */
+function stolenSeconds(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
+  return Number(f[8] ?? 0) / 100;
+}
+
 /** Starts measuring the CPU of the gateway, the emulator, PostgreSQL and this load generator; the result is per unit of work. */
 function cpuMeter(s: Setup, postgres: boolean, unit = 'request'): (count: number) => string {
-  const read = () => ({ gw: cpuSeconds(s.gateway.pid!), emu: cpuSeconds(s.emulator.pid!), pg: postgresCpuSeconds(), self: cpuSeconds(process.pid) });
+  const read = () => ({ gw: cpuSeconds(s.gateway.pid!), emu: cpuSeconds(s.emulator.pid!), pg: postgresCpuSeconds(), self: cpuSeconds(process.pid), steal: stolenSeconds() });
   const a = read();
   const t = performance.now();
   return (count) => {
@@ -93,7 +102,7 @@ function cpuMeter(s: Setup, postgres: boolean, unit = 'request'): (count: number
     const wall = (performance.now() - t) / 1000;
     const part = (name: string, sec: number) => `${name} ${fmt(sec, 1)} s = ${fmt(sec / wall * 100, 0)} % (${fmt(sec * 1000 / Math.max(1, count), 2)} ms per ${unit})`;
     return [part('gateway', b.gw - a.gw), part('emulator', b.emu - a.emu), ...(postgres ? [part('PostgreSQL', b.pg - a.pg)] : []), part('load generator', b.self - a.self)].join(', ')
-      + ` of ${availableParallelism()} cores`;
+      + ` of ${availableParallelism()} cores; stolen by the hypervisor ${fmt((b.steal - a.steal) / wall * 100, 0)} %`;
   };
 }
 
@@ -376,8 +385,10 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     // BENCH_PHASES=latency: only the latency and memory phases (to study the accept path).
     if (process.env.BENCH_PHASES !== 'latency') {
       // ---- Baseline: what a perfectly paced client gets from the emulator on this machine ----
+      const baseCpu = cpuMeter(s, false, 'send');
       const base = await directBaseline(s, usernames, PER_CONVERSATION * CONVERSATIONS);
       console.log(`[${label}] baseline, ${ACCOUNTS} businesses paced directly against the emulator (no gateway): ${describeRates(base.report)}; 40100 throttles ${base.throttles}`);
+      console.log(`[${label}]   CPU meanwhile: ${baseCpu(ACCOUNTS * PER_CONVERSATION * CONVERSATIONS)} (the gateway idle)`);
 
       // ---- Queue: 100 replies per account with the sender stopped (gateway --role api) --------
       await s.restart('api');
