@@ -186,6 +186,30 @@ class DurableSqliteDialect extends SqliteDialect {
   }
 }
 
+/** Marks a query of runEach: its second parameter holds the rows. */
+const EACH_ROW = Symbol('dmgate.eachRow');
+
+/**
+ * SQLite: runs one statement once per row, all in one call through the connection, and gives each
+ * run's rowid in order. A batch of events costs one prepared insert per row this way: Kysely's
+ * multi-row forms cost more (a JSON parameter parsed again per column, or a query tree and text
+ * that grow with the batch; or its per-call overhead per row: 13-17 µs an event either way,
+ * 6 µs this way, measured in one process). Inside a transaction: a failed row leaves the earlier
+ * ones written until the transaction rolls back.
+ */
+export async function runEach(db: Executor, text: string, rows: readonly (readonly unknown[])[]): Promise<number[]> {
+  if (isPostgres(db)) throw new Error('runEach runs on SQLite only');
+  const result = await db.executeQuery<{ rowid: number }>(CompiledQuery.raw(text, [EACH_ROW, rows]));
+  return result.rows.map((r) => r.rowid);
+}
+
+function runEachRow<R>(statements: StatementCache, query: CompiledQuery): Promise<QueryResult<R>> {
+  const stmt = statements.prepare(query.sql);
+  const rows = query.parameters[1] as unknown[][];
+  const out = rows.map((row) => ({ rowid: Number(stmt.run(...row).lastInsertRowid) }));
+  return Promise.resolve({ rows: out as R[] });
+}
+
 class DurableSqliteDriver extends SqliteDriver {
   private readonly wrapped = new WeakMap<DatabaseConnection, DatabaseConnection>();
 
@@ -203,7 +227,7 @@ class DurableSqliteDriver extends SqliteDriver {
       const { statements, wal, checkpointer } = this;
       conn = {
         executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-          const result = inner.executeQuery<R>(query);
+          const result = query.parameters[0] === EACH_ROW ? runEachRow<R>(statements, query) : inner.executeQuery<R>(query);
           // An autocommit write committed just now (in a transaction, the commit syncs).
           if (!statements.lastWrites || statements.sqlite.inTransaction) return result;
           checkpointer.committed();

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { newId } from '../core/ids.js';
-import { isPostgres, parseJson, type Tx } from '../db/database.js';
+import { isPostgres, parseJson, runEach, type Tx } from '../db/database.js';
 import { prepared } from '../db/prepared.js';
 import { rowsAs } from '../db/row-sets.js';
 import type { EventInput, StoredEvent } from './types.js';
@@ -76,13 +76,26 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
         });
       }
     }
+    if (!isPostgres(tx)) {
+      await runEach(tx, INSERT_DELIVERY, deliveries.map((d) => [d.id, d.event_id, d.event_seq, d.endpoint_id, d.conversation_id, d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at]));
+      continue;
+    }
     for (let j = 0; j < deliveries.length; j += CHUNK) await tx.insertInto('deliveries').values(deliveries.slice(j, j + CHUNK)).execute();
   }
   return stored;
 }
 
-/** One statement text whatever the number of events (row-sets.ts). */
+const INSERT_DELIVERY = `insert into deliveries (id, event_id, event_seq, endpoint_id, conversation_id, status, attempts, next_attempt_at, created_at, updated_at)
+  values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+const INSERT_EVENT = 'insert into events (id, type, account_id, conversation_id, payload, created_at) values (?, ?, ?, ?, ?, ?)';
+
+/** SQLite: one prepared insert per event (database.ts, runEach); Postgres: one statement whatever the number of events (row-sets.ts). */
 async function insertEvents(tx: Tx, rows: [id: string, type: string, accountId: string | null, conversationId: string | null, payload: string][], nowMs: number) {
+  if (!isPostgres(tx)) {
+    const seqs = await runEach(tx, INSERT_EVENT, rows.map((r) => [...r, nowMs]));
+    return rows.map((r, i) => ({ id: r[0], seq: seqs[i] }));
+  }
   const x = rowsAs(tx, [['id', 'text'], ['type', 'text'], ['account_id', 'text'], ['conversation_id', 'text'], ['payload', 'text']], rows);
   const result = await sql<{ id: string; seq: number }>`insert into events (id, type, account_id, conversation_id, payload, created_at)
     select x.id, x.type, x.account_id, x.conversation_id, x.payload, cast(${nowMs} as bigint) from ${x} returning id, seq`.execute(tx);
