@@ -41,6 +41,11 @@ export class Prepared<P extends object, R> {
   constructor(private readonly build: (db: Executor, $: Binder<P>) => Compilable<R>) {}
 
   async execute(db: Executor, params: P): Promise<QueryResult<R>> {
+    return db.executeQuery<R>(this.bound(db, params));
+  }
+
+  /** The query this dialect runs with these values. */
+  bound(db: Executor, params: P): CompiledQuery<R> {
     const { query, names } = this.compile(db);
     const values = params as Record<string, unknown>;
     const parameters = names.map((name, i) => {
@@ -49,7 +54,7 @@ export class Prepared<P extends object, R> {
       if (v === undefined) throw new Error(`prepared query: no value for "${name}"`);
       return v;
     });
-    return db.executeQuery<R>({ ...query, parameters });
+    return { ...query, parameters };
   }
 
   async all(db: Executor, params: P): Promise<R[]> {

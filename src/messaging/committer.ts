@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type SqlBool } from 'kysely';
 import type { AppContext } from '../context.js';
 import { Batches } from '../core/batches.js';
 import { ApiError } from '../core/errors.js';
@@ -138,9 +138,14 @@ export class Committer {
   }
 }
 
-const claimQueued = prepared<{ ids: unknown; now: number }>()((db, $) => db.updateTable('messages')
+/**
+ * Found by id (the primary key). The status is compared as an expression so that no planner reads
+ * by the status index instead: SQLite always did, and Postgres did with statistics from before the
+ * queue filled (a generic plan), both walking every queued reply to claim a few.
+ */
+export const claimQueued = prepared<{ ids: unknown; now: number }>()((db, $) => db.updateTable('messages')
   .set({ status: 'sending', attempts: sql<number>`attempts + 1`, updated_at: $('now') })
-  .where(inListOf(db, 'id', $('ids'))).where('status', '=', 'queued').returning(['id', 'attempts']));
+  .where(inListOf(db, 'id', $('ids'))).where(sql<SqlBool>`status || '' = 'queued'`).returning(['id', 'attempts']));
 
 const readMarks = prepared<{ ids: unknown }>()((db, $) => db.selectFrom('conversations').select(['id', 'customer_read_at']).where(inListOf(db, 'id', $('ids'))));
 

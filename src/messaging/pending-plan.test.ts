@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../db/database.js';
 import type { Prepared } from '../db/prepared.js';
+import { claimQueued } from './committer.js';
 import { pendingOf, pendingSince } from './sender.js';
 
 /** SQLite's plans do not depend on table sizes (no ANALYZE here), so they can be checked on an empty store. */
-describe('the sender reads pending replies through bounded indexes (SQLite plans)', () => {
+describe('the sender reads and claims pending replies through bounded indexes (SQLite plans)', () => {
   let dataDir: string;
   let database: Database;
   beforeAll(async () => {
@@ -33,5 +34,10 @@ describe('the sender reads pending replies through bounded indexes (SQLite plans
   it('reads the replies accepted since a floor through the account\'s id range', () => {
     const steps = plan(pendingSince as Prepared<object, unknown>);
     expect(steps.find((s) => s.startsWith('SEARCH m '))).toContain('messages_outbound_account');
+  });
+
+  it('claims replies by id, not by walking every queued reply through the status index', () => {
+    const steps = plan(claimQueued as Prepared<object, unknown>);
+    expect(steps.find((s) => s.startsWith('SEARCH messages '))).toContain('sqlite_autoindex_messages_1 (id=?)');
   });
 });

@@ -72,13 +72,18 @@ export async function quotaCarriedOver(db: Executor, accountId: string, conversa
     .where('account_id', '=', accountId).where('conversation_id', '=', conversationId)
     .where(isPending()).where('counted_in_window', '=', 1)
     .executeTakeFirstOrThrow();
-  const later = await db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('conversation_id', '=', conversationId).where('id', '>=', idFloor('msg', customerMessageMs - DAY_MS))
-    .where('direction', '=', 'outbound').where('status', 'in', ['sent', 'read']).where('counted_in_window', '=', 1)
-    .where('provider_timestamp', '>', customerMessageMs)
-    .executeTakeFirstOrThrow();
-  return Number(pending.n) + Number(later.n);
+  const later = await repliesSentAfter.first(db, { accountId, conversationId, floor: idFloor('msg', customerMessageMs - DAY_MS), after: customerMessageMs });
+  return Number(pending.n) + Number(later?.n ?? 0);
 }
+
+/** Through messages_conversation; on Postgres the account is named too (see replyInConversationToday). */
+export const repliesSentAfter = prepared<{ accountId: string; conversationId: string; floor: string; after: number }>()((db, $) => {
+  const q = db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('conversation_id', '=', $('conversationId')).where('id', '>=', $('floor'))
+    .where('direction', '=', 'outbound').where('status', 'in', ['sent', 'read']).where('counted_in_window', '=', 1)
+    .where('provider_timestamp', '>', $('after'));
+  return isPostgres(db) ? q.where('account_id', '=', $('accountId')) : q;
+});
 
 /**
  * For `tiktok_48h_10_then_unlimited`: the conversations (of those given) where the business's reply
@@ -100,12 +105,20 @@ const todaysReplies = (db: Executor, floor: string) => db.selectFrom('messages')
   .where(isOutbound()).where('id', '>=', floor).where('status', '<>', 'failed');
 const todaysFloor = (now: number) => idFloor('msg', utcDayStart(now));
 
-const replyInConversationToday = prepared<{ floor: string; conversationId: string }>()((db, $) =>
-  todaysReplies(db, $('floor')).select('id').where('conversation_id', '=', $('conversationId')).limit(1));
+/**
+ * Through messages_conversation. On Postgres the account is named too: with only the conversation,
+ * a generic plan from statistics taken before there were replies scanned every account's replies of
+ * the day (accept-batch.ts, conversationsWithCap; test/stale-statistics-plans.test.ts). SQLite would
+ * take the account as the reason to walk that account's replies instead.
+ */
+export const replyInConversationToday = prepared<{ floor: string; accountId: string; conversationId: string }>()((db, $) => {
+  const q = todaysReplies(db, $('floor')).select('id').where('conversation_id', '=', $('conversationId'));
+  return (isPostgres(db) ? q.where('account_id', '=', $('accountId')) : q).limit(1);
+});
 
 /** Whether the account already replied in this conversation today (UTC): it then costs no daily-cap slot. */
-export async function repliedToday(db: Executor, conversationId: string, now: number): Promise<boolean> {
-  return Boolean(await replyInConversationToday.first(db, { floor: todaysFloor(now), conversationId }));
+export async function repliedToday(db: Executor, accountId: string, conversationId: string, now: number): Promise<boolean> {
+  return Boolean(await replyInConversationToday.first(db, { floor: todaysFloor(now), accountId, conversationId }));
 }
 
 const conversationsOfAccountToday = prepared<{ floor: string; accountId: string }>()((db, $) =>

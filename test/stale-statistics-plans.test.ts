@@ -1,0 +1,80 @@
+import { sql } from 'kysely';
+import { describe, expect, it } from 'vitest';
+import type { Prepared } from '../src/db/prepared.js';
+import { conversationsWithCap } from '../src/messaging/accept-batch.js';
+import { claimQueued } from '../src/messaging/committer.js';
+import { idFloor, repliesSentAfter, replyInConversationToday, utcDayStart } from '../src/messaging/queue.js';
+import { fileDatabase, TEST_DB } from './helpers/db.js';
+
+interface PlanNode { 'Node Type': string; 'Relation Name'?: string; 'Index Name'?: string; 'Index Cond'?: string; 'Recheck Cond'?: string; Plans?: PlanNode[] }
+
+/** Every scan of `messages` in a plan: [index or scan type, the condition it reads by]. */
+function messageScans(node: PlanNode, out: [string, string][] = []): [string, string][] {
+  if (node['Relation Name'] === 'messages' && node['Node Type'].endsWith('Scan')) out.push([node['Index Name'] ?? node['Node Type'], node['Index Cond'] ?? node['Recheck Cond'] ?? '']);
+  for (const child of node.Plans ?? []) messageScans(child, out);
+  return out;
+}
+
+/**
+ * Postgres plans each run of a prepared statement for its values, or generically once it has run a
+ * few times, from the table's statistics. Taken before there were replies (a new store; autovacuum analyzes again only after a
+ * tenth of a table changed), they make the replies look absent: the partial index of outbound
+ * messages empty, no row `queued`. Plans then read by those: looking for a conversation's reply of
+ * the day with only the conversation named scanned every account's replies of the day for each
+ * conversation (up to 1.1 s a batch in bench:outbound), and claiming replies by id walked every
+ * queued reply through the status index. Each of these statements names what bounds it (its account,
+ * its conversation, its ids) so that no plan can read by anything else.
+ */
+describe(`hot statements keep to their account, conversation or ids under stale statistics (${TEST_DB})`, () => {
+  const db = fileDatabase();
+
+  it.skipIf(TEST_DB !== 'postgres')('no scan of messages without the account, the conversation or the ids in its index condition', async () => {
+    const now = Date.now();
+    const floor = idFloor('msg', utcDayStart(now));
+    // 40 accounts × 40 conversations: 24,000 customer messages today, analyzed before 24,000 replies
+    // came, the last of each conversation still queued.
+    await sql`insert into accounts (id, provider, external_id, status, created_at, updated_at)
+      select 'acct_' || a, 'tiktok', 'biz_' || a, 'active', ${now}, ${now} from generate_series(1, 40) a`.execute(db().db);
+    await sql`insert into contacts (id, provider, external_id, created_at, updated_at)
+      select 'ct_' || a || '_' || c, 'tiktok', 'u_' || a || '_' || c, ${now}, ${now} from generate_series(1, 40) a, generate_series(1, 40) c`.execute(db().db);
+    await sql`insert into conversations (id, account_id, contact_id, external_id, created_at, updated_at)
+      select 'conv_' || a || '_' || c, 'acct_' || a, 'ct_' || a || '_' || c, 'x_' || a || '_' || c, ${now}, ${now} from generate_series(1, 40) a, generate_series(1, 40) c`.execute(db().db);
+    const messages = (direction: string, from: number) => sql`insert into messages (id, conversation_id, account_id, direction, type, text, source, status, counted_in_window, created_at, updated_at)
+      select ${floor.slice(0, -16)} || lpad(to_hex(${from} + a * 10000 + c * 100 + k), 16, '0'), 'conv_' || a || '_' || c, 'acct_' || a, ${direction}, 'text', 'hi', 'api', case when ${direction} = 'outbound' and k = 15 then 'queued' else 'sent' end, 1, ${now}, ${now}
+      from generate_series(1, 40) a, generate_series(1, 40) c, generate_series(1, 15) k`.execute(db().db);
+    await messages('inbound', 0);
+    await sql`analyze`.execute(db().db);
+    await messages('outbound', 5_000_000);
+
+    const literal = (v: unknown): string => (Array.isArray(v) ? `array[${v.map(literal).join(', ')}]::text[]`
+      : typeof v === 'number' ? String(v) : `'${String(v).replace(/'/g, "''")}'`);
+    /** The plans Postgres may use for a prepared statement: for these values, and generic (as after a few runs). */
+    const scans = async <P extends object>(query: Prepared<P, unknown>, params: P) => db().db.connection().execute(async (conn) => {
+      const bound = query.bound(conn, params);
+      await sql.raw(`prepare plan_check as ${bound.sql}`).execute(conn);
+      const out: [string, string][] = [];
+      try {
+        for (const mode of ['force_custom_plan', 'force_generic_plan']) {
+          await sql.raw(`set plan_cache_mode = ${mode}`).execute(conn);
+          const { rows } = await sql.raw<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`explain (format json) execute plan_check(${bound.parameters.map(literal).join(', ')})`).execute(conn);
+          out.push(...messageScans(rows[0]['QUERY PLAN'][0].Plan).map(([index, cond]): [string, string] => [`${mode}: ${index}`, cond]));
+        }
+      } finally {
+        await sql`deallocate plan_check`.execute(conn);
+        await sql`reset plan_cache_mode`.execute(conn);
+      }
+      return out;
+    });
+
+    const ids = ['conv_1_1', 'conv_2_5', 'conv_3_9'];
+    for (const found of [
+      await scans(conversationsWithCap, { ids, counted: ids, floor }),
+      await scans(replyInConversationToday, { floor, accountId: 'acct_1', conversationId: 'conv_1_1' }),
+      await scans(repliesSentAfter, { accountId: 'acct_1', conversationId: 'conv_1_1', floor, after: now - 60_000 }),
+      await scans(claimQueued, { ids: [`${floor.slice(0, -16)}${(5_000_000 + 10_000 + 100 + 15).toString(16).padStart(16, '0')}`], now }),
+    ]) {
+      expect(found.length).toBeGreaterThan(0);
+      for (const [index, cond] of found) expect(`${index}: ${cond}`).toMatch(/\b(account_id|conversation_id|id) = /);
+    }
+  });
+});
