@@ -1,28 +1,18 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, type Database } from './database.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fileDatabase } from '../../test/helpers/db.js';
 
 /** Rows read through Kysely (arrays turned into objects) are exactly what better-sqlite3's object mode gives. */
 describe('SQLite rows read as arrays and built into objects', () => {
-  let dataDir: string;
-  let database: Database;
-  beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'row-objects-'));
-    database = await openDatabase({ dataDir });
-    database.sqlite!.exec(`create table t (id integer primary key, name text, size real, data blob, "weird ""name""" text);
+  const db = fileDatabase('sqlite');
+  beforeAll(() => {
+    db().sqlite!.exec(`create table t (id integer primary key, name text, size real, data blob, "weird ""name""" text);
       insert into t (name, size, data, "weird ""name""") values ('a', 1.5, x'0102', 'w'), (null, null, null, null)`);
-  });
-  afterAll(async () => {
-    await database.close();
-    rmSync(dataDir, { recursive: true, force: true });
   });
 
   const both = async (text: string) => {
-    const built = (await sql.raw(text).execute(database.db)).rows;
-    const native = database.sqlite!.prepare(text).all();
+    const built = (await sql.raw(text).execute(db().db)).rows;
+    const native = db().sqlite!.prepare(text).all();
     return { built, native };
   };
 
@@ -41,9 +31,9 @@ describe('SQLite rows read as arrays and built into objects', () => {
 
   it('reads rows that writes return, and reads again after its statement was cached', async () => {
     const text = `update t set size = size + 1 where id = 1 returning id, size`;
-    expect((await sql.raw(text).execute(database.db)).rows).toEqual([{ id: 1, size: 2.5 }]);
-    expect((await sql.raw(text).execute(database.db)).rows).toEqual([{ id: 1, size: 3.5 }]);
-    expect((await sql.raw('select count(*) as n from t').execute(database.db)).rows).toEqual([{ n: 2 }]);
+    expect((await sql.raw(text).execute(db().db)).rows).toEqual([{ id: 1, size: 2.5 }]);
+    expect((await sql.raw(text).execute(db().db)).rows).toEqual([{ id: 1, size: 3.5 }]);
+    expect((await sql.raw('select count(*) as n from t').execute(db().db)).rows).toEqual([{ n: 2 }]);
   });
 
   it('leaves a column named __proto__ to better-sqlite3 (an object literal would set the prototype)', async () => {

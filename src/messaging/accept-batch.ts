@@ -97,7 +97,7 @@ export const conversationsWithCap = prepared<{ ids: string[]; counted: string[];
   // statistics taken before there were replies (a new store: autovacuum analyzes again only after
   // a tenth of a table changed), the generic plan scanned messages_outbound_account on `id >= floor`
   // alone, every account's replies of the day for each conversation asked: up to 1.1 s a batch in
-  // bench:outbound. test/daily-cap-plans.test.ts keeps it out.
+  // bench:outbound. test/stale-statistics-plans.test.ts keeps it out.
   const replied = sql`coalesce((select true ${todays('m.account_id = conversations.account_id and m.conversation_id = conversations.id')} limit 1), false)`;
   return conversationsForAccept(db)
     .select([

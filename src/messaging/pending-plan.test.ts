@@ -1,29 +1,17 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, type Database } from '../db/database.js';
+import { describe, expect, it } from 'vitest';
+import { fileDatabase } from '../../test/helpers/db.js';
 import type { Prepared } from '../db/prepared.js';
 import { claimQueued } from './committer.js';
 import { pendingOf, pendingSince } from './sender.js';
 
 /** SQLite's plans do not depend on table sizes (no ANALYZE here), so they can be checked on an empty store. */
 describe('the sender reads and claims pending replies through bounded indexes (SQLite plans)', () => {
-  let dataDir: string;
-  let database: Database;
-  beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'pending-plan-'));
-    database = await openDatabase({ dataDir });
-  });
-  afterAll(async () => {
-    await database.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  const db = fileDatabase('sqlite');
 
   const plan = (query: Prepared<object, unknown>) => {
-    const text = query.sql(database.db);
+    const text = query.sql(db().db);
     const values = (text.match(/\?/g) ?? []).map(() => null);
-    return (database.sqlite!.prepare(`explain query plan ${text}`).all(...values) as { detail: string }[]).map((r) => r.detail);
+    return (db().sqlite!.prepare(`explain query plan ${text}`).all(...values) as { detail: string }[]).map((r) => r.detail);
   };
 
   it('reads all of an account\'s pending replies through the partial index on pending rows, not every message it had', () => {

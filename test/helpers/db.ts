@@ -15,9 +15,9 @@ export interface TestStorage {
 }
 
 /** A fresh, empty store: a temporary data directory, plus a new schema when on Postgres. */
-export async function freshStorage(): Promise<TestStorage> {
+export async function freshStorage(dialect: typeof TEST_DB = TEST_DB): Promise<TestStorage> {
   const dataDir = mkdtempSync(join(tmpdir(), 'dmgate-test-'));
-  if (TEST_DB === 'sqlite') {
+  if (dialect === 'sqlite') {
     return { dataDir, databaseUrl: '', drop: async () => rmSync(dataDir, { recursive: true, force: true, maxRetries: 5 }) };
   }
   const base = process.env.DATABASE_URL_TEST;
@@ -33,12 +33,15 @@ export async function freshStorage(): Promise<TestStorage> {
   };
 }
 
-/** A fresh store, opened for the tests of one file (closed and dropped after them): call the result in a test. */
-export function fileDatabase(): () => Database {
+/**
+ * A fresh store, opened for the tests of one file (closed and dropped after them): call the result
+ * in a test. On the project's database, or on the one named (unit tests of SQLite's own behaviour).
+ */
+export function fileDatabase(dialect: typeof TEST_DB = TEST_DB): () => Database {
   let storage: TestStorage | undefined;
   let database: Database | undefined;
   beforeAll(async () => {
-    storage = await freshStorage();
+    storage = await freshStorage(dialect);
     database = await openDatabase({ dataDir: storage.dataDir, databaseUrl: storage.databaseUrl || undefined });
   });
   afterAll(async () => {
