@@ -1,17 +1,18 @@
-import { sql } from 'kysely';
+import { CompiledQuery, sql, type RawBuilder } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { Prepared } from '../src/db/prepared.js';
 import { conversationsWithCap } from '../src/messaging/accept-batch.js';
+import { postgresLookups } from '../src/ingest/apply.js';
 import { claimQueued } from '../src/messaging/committer.js';
 import { idFloor, repliesSentAfter, replyInConversationToday, utcDayStart } from '../src/messaging/queue.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
 
 interface PlanNode { 'Node Type': string; 'Relation Name'?: string; 'Index Name'?: string; 'Index Cond'?: string; 'Recheck Cond'?: string; Plans?: PlanNode[] }
 
-/** Every scan of `messages` in a plan: [index or scan type, the condition it reads by]. */
-function messageScans(node: PlanNode, out: [string, string][] = []): [string, string][] {
-  if (node['Relation Name'] === 'messages' && node['Node Type'].endsWith('Scan')) out.push([node['Index Name'] ?? node['Node Type'], node['Index Cond'] ?? node['Recheck Cond'] ?? '']);
-  for (const child of node.Plans ?? []) messageScans(child, out);
+/** Every scan of these tables in a plan: [index or scan type, the condition it reads by]. */
+function tableScans(node: PlanNode, tables: string[], out: [string, string][] = []): [string, string][] {
+  if (tables.includes(node['Relation Name'] ?? '') && node['Node Type'].endsWith('Scan')) out.push([node['Index Name'] ?? node['Node Type'], node['Index Cond'] ?? node['Recheck Cond'] ?? '']);
+  for (const child of node.Plans ?? []) tableScans(child, tables, out);
   return out;
 }
 
@@ -57,7 +58,7 @@ describe(`hot statements keep to their account, conversation or ids under stale 
         for (const mode of ['force_custom_plan', 'force_generic_plan']) {
           await sql.raw(`set plan_cache_mode = ${mode}`).execute(conn);
           const { rows } = await sql.raw<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`explain (format json) execute plan_check(${bound.parameters.map(literal).join(', ')})`).execute(conn);
-          out.push(...messageScans(rows[0]['QUERY PLAN'][0].Plan).map(([index, cond]): [string, string] => [`${mode}: ${index}`, cond]));
+          out.push(...tableScans(rows[0]['QUERY PLAN'][0].Plan, ['messages']).map(([index, cond]): [string, string] => [`${mode}: ${index}`, cond]));
         }
       } finally {
         await sql`deallocate plan_check`.execute(conn);
@@ -76,5 +77,45 @@ describe(`hot statements keep to their account, conversation or ids under stale 
       expect(found.length).toBeGreaterThan(0);
       for (const [index, cond] of found) expect(`${index}: ${cond}`).toMatch(/\b(account_id|conversation_id|id) = /);
     }
+  });
+});
+
+/**
+ * The batched lookups by a list of keys within a scope (the ingest's contacts and conversations, the
+ * backfill's stored messages) on a store whose tables were analyzed while empty (a new deployment):
+ * `scope = $1 and key in (...)` was planned as a read of the whole scope, filtered by the list.
+ */
+describe(`batched lookups probe both columns on a store without statistics (${TEST_DB})`, () => {
+  const db = fileDatabase();
+
+  it.skipIf(TEST_DB !== 'postgres')('every scan of contacts, conversations and messages names the scope and the key', async () => {
+    const now = Date.now();
+    await sql`analyze`.execute(db().db);
+    await sql`insert into accounts (id, provider, external_id, status, created_at, updated_at) values ('acct_1', 'tiktok', 'biz_1', 'active', ${now}, ${now})`.execute(db().db);
+    await sql`insert into contacts (id, provider, external_id, created_at, updated_at)
+      select 'ct_' || c, 'tiktok', 'u_' || c, ${now}, ${now} from generate_series(1, 20000) c`.execute(db().db);
+    await sql`insert into conversations (id, account_id, contact_id, external_id, created_at, updated_at)
+      select 'conv_' || c, 'acct_1', 'ct_' || c, 'x_' || c, ${now}, ${now} from generate_series(1, 20000) c`.execute(db().db);
+    await sql`insert into messages (id, conversation_id, account_id, direction, type, text, source, status, counted_in_window, provider_message_id, created_at, updated_at)
+      select 'msg_' || lpad(to_hex(c), 16, '0'), 'conv_' || c, 'acct_1', 'inbound', 'text', 'hi', 'tiktok', 'received', 0, 'pm_' || c, ${now}, ${now}
+      from generate_series(1, 20000) c`.execute(db().db);
+
+    const keys = (prefix: string) => Array.from({ length: 50 }, (_, i) => `${prefix}${i * 397 + 1}`);
+    const scans = async (query: RawBuilder<unknown>) => {
+      const compiled = query.compile(db().db);
+      const { rows } = await db().db.executeQuery<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(CompiledQuery.raw(`explain (format json) ${compiled.sql}`, [...compiled.parameters]));
+      return tableScans(rows[0]['QUERY PLAN'][0].Plan, ['contacts', 'conversations', 'messages']);
+    };
+    for (const [found, pattern] of [
+      [await scans(postgresLookups.contacts('tiktok', keys('u_'))), /provider = .*external_id = /],
+      [await scans(postgresLookups.conversations('acct_1', keys('x_'), true)), /account_id = .*external_id = /],
+      [await scans(postgresLookups.messagesStored('acct_1', keys('pm_'))), /account_id = .*provider_message_id = /],
+    ] as const) {
+      expect(found.length).toBeGreaterThan(0);
+      for (const [index, cond] of found) expect(`${index}: ${cond}`).toMatch(pattern);
+    }
+    // And the rows are the ones asked for.
+    expect((await postgresLookups.contacts('tiktok', ['u_7', 'u_9', 'nobody']).execute(db().db)).rows.map((r) => r.id).sort()).toEqual(['ct_7', 'ct_9']);
+    expect((await postgresLookups.messagesStored('acct_1', ['pm_1', 'pm_2', 'pm_none']).execute(db().db)).rows[0].n).toBe(2);
   });
 });

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../context.js';
 import { ApiError } from '../core/errors.js';
-import { parseJson } from '../db/database.js';
+import { isPostgres, parseJson } from '../db/database.js';
 import { releaseLease, tryAcquireLease } from '../db/leases.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
-import { applyProviderEvent } from '../ingest/apply.js';
+import { applyProviderEvent, postgresLookups } from '../ingest/apply.js';
 import { fetchConversation, listConversationIds, type FetchedMessage, type Pace } from '../ingest/sync.js';
 import { isUniqueViolation } from '../messaging/queue.js';
 import { gateFor, type RateGate } from '../messaging/rate-gate.js';
@@ -188,8 +188,10 @@ async function retrying<T>(ctx: AppContext, accountId: string, stopping: () => b
 async function applyConversation(ctx: AppContext, acct: AccountRow, fetched: FetchedMessage[]): Promise<number> {
   const providerIds = fetched.flatMap((f) => (f.event.kind === 'customer_message' || f.event.kind === 'business_message' ? [f.event.message.providerMessageId] : []));
   if (!providerIds.length) return 0;
-  const count = async (db: Parameters<typeof applyProviderEvent>[0]) => Number((await db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('account_id', '=', acct.id).where('provider_message_id', 'in', providerIds).executeTakeFirstOrThrow()).n);
+  const count = async (db: Parameters<typeof applyProviderEvent>[0]) => (isPostgres(db)
+    ? (await postgresLookups.messagesStored(acct.id, [...new Set(providerIds)]).execute(db)).rows[0].n
+    : Number((await db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('account_id', '=', acct.id).where('provider_message_id', 'in', providerIds).executeTakeFirstOrThrow()).n));
   for (let attempt = 0; ; attempt++) {
     try {
       let added = 0;

@@ -190,10 +190,11 @@ async function applyRows(ctx: AppContext, rows: Row[], accounts: Map<string, Acc
       group.seqs.push(row.seq);
       done.set(key, group);
     }
-    appended = tally(await appendEvents(tx, events, now));
     for (const g of done.values()) {
       await tx.updateTable('inbound_events').set({ status: g.status, error: g.error, processed_at: now }).where('seq', 'in', g.seqs).execute();
     }
+    // Last: on Postgres it holds the event-append lock until commit (events/outbox.ts).
+    appended = tally(await appendEvents(tx, events, now));
   });
   announceEvents(ctx.bus, appended);
 }
@@ -227,8 +228,8 @@ async function processSync(ctx: AppContext, row: Row, events: ProviderEvent[], a
         const res = await applyProviderEvent(tx, pre, f.event, now, { attempts: MAX_ATTEMPTS, historical: !f.recent });
         if ('events' in res) out.push(...res.events);
       }
-      appended = tally(await appendEvents(tx, out, now));
       await tx.updateTable('inbound_events').set({ status: 'processed', error: null, processed_at: now }).where('seq', '=', row.seq).execute();
+      appended = tally(await appendEvents(tx, out, now));
     });
     announceEvents(ctx.bus, appended);
   } catch (err) {
