@@ -174,6 +174,52 @@ describe('sender', () => {
     expect((await events(gw, 'message.sent')).filter((e) => e.conversation_id === conv.id)).toHaveLength(1);
   }, 40_000);
 
+  it('a reply left sending by a stopped process whose echo was lost is found among TikTok\'s messages and marked sent, not sent again', async () => {
+    const conv = await customerWrites(gw, 'send_shop', 'rosa');
+    const r = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'reached TikTok, echo lost' });
+    await waitStatus(gw, r.body.id, 'sent');
+    const db = gw.server.ctx.database.db;
+    const sent = await db.selectFrom('messages').selectAll().where('id', '=', r.body.id).executeTakeFirstOrThrow();
+    // A process killed between TikTok's answer and the write of the result, whose echo never came:
+    // nothing here records TikTok's message, and no event told of the result.
+    const lastSeq = Number((await db.selectFrom('events').select((eb) => eb.fn.max('seq').as('n')).executeTakeFirstOrThrow()).n);
+    await db.updateTable('messages').set({ status: 'sending', provider_message_id: null, provider_timestamp: null, updated_at: gw.server.ctx.clock() - 121_000 })
+      .where('id', '=', r.body.id).execute();
+    const told = (await db.selectFrom('events').select(['seq', 'payload']).where('type', 'in', ['message.sent', 'message.status']).execute())
+      .filter((e) => { const p = JSON.parse(e.payload) as Record<string, unknown>; return p.message_id === r.body.id && p.status !== 'sending'; });
+    expect(told).toHaveLength(2);
+    await db.deleteFrom('events').where('seq', 'in', told.map((e) => e.seq)).execute();
+
+    // The sender's sweep (every 10 s) asks TikTok's list of the conversation's messages.
+    const m = await waitStatus(gw, r.body.id, 'sent', 25_000);
+    expect(m.provider_message_id).toBe(sent.provider_message_id);
+    expect(await sentAtEmulator(gw, conv.external_id)).toHaveLength(1);
+    const after = (await db.selectFrom('events').select('payload').where('seq', '>', lastSeq).orderBy('seq').execute()).map((e) => JSON.parse(e.payload) as Record<string, any>)
+      .filter((e) => e.message_id === r.body.id);
+    expect(after.map((e) => [e.event, e.status])).toEqual([['message.status', 'sent'], ['message.sent', 'sent']]);
+  }, 40_000);
+
+  it('a reply left sending by a stopped process that TikTok never got is queued again and sent once', async () => {
+    const conv = await customerWrites(gw, 'send_shop', 'sami');
+    const db = gw.server.ctx.database.db;
+    const now = gw.server.ctx.clock();
+    // Claimed (queued -> sending) by a process that died before its call reached TikTok.
+    const id = newId('msg');
+    await db.insertInto('messages').values({
+      id, conversation_id: conv.id, account_id: account.id, direction: 'outbound', provider_message_id: null,
+      type: 'text', text: 'never reached TikTok', media: null, extra: null, source: 'api', status: 'sending', error: null, idempotency_key: null,
+      request_hash: null, reply_to: null, sent_by: null, attempts: 1, next_attempt_at: now - 121_000, counted_in_window: 1,
+      provider_timestamp: null, created_at: now - 121_000, updated_at: now - 121_000,
+    }).execute();
+    await db.updateTable('conversations').set({ outbound_since_inbound: sql<number>`outbound_since_inbound + 1` }).where('id', '=', conv.id).execute();
+
+    const m = await waitStatus(gw, id, 'sent', 25_000);
+    expect(m.attempts).toBe(2);
+    expect((await sentAtEmulator(gw, conv.external_id)).map((s) => s.text.body)).toEqual(['never reached TikTok']);
+    const requeued = (await events(gw, 'message.status')).find((e) => e.message_id === id && e.status === 'queued');
+    expect(requeued!.error).toMatchObject({ code: 'send_interrupted', message: expect.stringContaining('TikTok has no such message') });
+  }, 40_000);
+
   it('each reply gets one message.sent with its source', async () => {
     await waitFor('events', async () => (await events(gw, 'message.sent')).length > 0);
     const sent = await events(gw, 'message.sent');

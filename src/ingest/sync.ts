@@ -37,7 +37,10 @@ export async function listConversationIds(ctx: AppContext, account: AccountRow, 
   return [...new Set(conversations)];
 }
 
-/** A conversation's latest messages (TikTok gives at most 20), oldest first; `recent` from `recentFromMs` on. */
+/** How many of a conversation's latest messages TikTok lists (reference/tiktok-api.md §2). */
+export const LISTED_MESSAGES = 20;
+
+/** A conversation's latest messages (TikTok gives at most LISTED_MESSAGES), oldest first; `recent` from `recentFromMs` on. */
 export async function fetchConversation(ctx: AppContext, account: AccountRow, conversationId: string, recentFromMs: number, pace: Pace = unpaced): Promise<FetchedMessage[]> {
   const client = tiktokClient(ctx.config);
   const { messages, participants } = await withAccessToken(ctx, account.id, (t) => pace(() => client.listMessages(t, account.external_id, conversationId)));

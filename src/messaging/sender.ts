@@ -8,7 +8,8 @@ import { releaseLease, tryAcquireLease } from '../db/leases.js';
 import { prepared } from '../db/prepared.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
 import { accessToken, AccountUnavailable } from '../accounts/tokens.js';
-import { setAccountStatus } from '../accounts/store.js';
+import { getAccount, setAccountStatus } from '../accounts/store.js';
+import { fetchConversation, LISTED_MESSAGES } from '../ingest/sync.js';
 import { classifyTiktokError, TiktokApiError, TiktokNetworkError } from '../providers/tiktok/errors.js';
 import type { SendBody } from '../providers/tiktok/api-client.js';
 import { tiktokClient } from '../providers/tiktok/provider.js';
@@ -213,9 +214,11 @@ export class Sender {
 
   /**
    * A reply left `sending` by a process that died mid-call. When TikTok took it, its echo was
-   * recorded meanwhile as a message of its own (apply.ts gives up waiting after 20 s): the reply
-   * adopts it and is `sent`, not sent twice. Otherwise whether TikTok got it is unknown and it is
-   * queued again (at-least-once); its conversation stays blocked until then, so order holds.
+   * usually recorded meanwhile as a message of its own (apply.ts gives up waiting after 20 s): the
+   * reply adopts it and is `sent`, not sent twice. Without a recorded echo (lost, or not delivered
+   * yet) TikTok's own list of the conversation's latest messages is asked (askTikTok); only when
+   * TikTok cannot tell is it queued again (at-least-once). Its conversation stays blocked until
+   * then, so order holds.
    */
   private async recoverStale(): Promise<void> {
     const now = this.ctx.clock();
@@ -225,29 +228,62 @@ export class Sender {
     const stale = await q.limit(500).execute();
     if (!stale.length) return;
     const adopted = new Set<string>();
-    let requeued = 0;
+    let unknown: (Candidate & { updated_at: number })[] = [];
     await this.committer.run(async (tx, events) => {
       // The committer replays an op on its own when its batch fails: count only the run that commits.
       adopted.clear();
-      requeued = 0;
+      unknown = [];
       const rows = await candidates(tx).select('m.updated_at').where('m.id', 'in', stale.map((s) => s.id)).where('m.status', '=', 'sending').execute();
       for (const c of rows) {
         const echo = await echoOf(tx, c, c.updated_at);
-        if (echo) {
-          await this.lane(c.account_id).sentCarefully(tx, events, c, echo.provider_message_id!, echo.provider_timestamp!);
-          adopted.add(c.account_id);
-          continue;
-        }
-        requeued++;
-        await tx.updateTable('messages').set({ status: 'queued', next_attempt_at: now, updated_at: now }).where('id', '=', c.id).where('status', '=', 'sending').execute();
-        events.push(statusEvent({
-          accountId: c.account_id, provider: 'tiktok', conversationId: c.conversation_id, contact: contactOf(c), messageId: c.id, providerMessageId: null,
-          status: 'queued', error: { code: 'send_interrupted', message: 'the process sending this reply stopped before TikTok answered; it will be sent again', provider_code: null },
-        }));
+        if (!echo) { unknown.push(c); continue; }
+        await this.lane(c.account_id).sentCarefully(tx, events, c, echo.provider_message_id!, echo.provider_timestamp!);
+        adopted.add(c.account_id);
       }
     });
-    if (requeued) this.ctx.log.warn({ count: requeued }, 'sender: re-queued replies left in sending by a stopped process');
     if (adopted.size) this.ctx.log.warn({ accounts: adopted.size }, 'sender: replies left in sending by a stopped process had reached TikTok (their echoes were recorded); marked sent');
+
+    // Outside any transaction: TikTok calls, paced with the account's other calls, within a budget
+    // (discovery waits for them). The rest wait for the next sweep.
+    const asked: typeof unknown = [];
+    const answers = new Map<string, TikTokSend | null | undefined>();
+    const startedAt = Date.now();
+    for (const c of unknown) {
+      if (asked.length >= MAX_STALE_LOOKUPS || Date.now() - startedAt > STALE_LOOKUP_BUDGET_MS) break;
+      asked.push(c);
+      answers.set(c.id, await this.lane(c.account_id).askTikTok(c, c.updated_at));
+    }
+    let requeued = 0;
+    let found = 0;
+    if (asked.length) {
+      await this.committer.run(async (tx, events) => {
+        requeued = 0;
+        found = 0;
+        const claimedAt = new Map(asked.map((c) => [c.id, c.updated_at]));
+        const rows = await candidates(tx).select('m.updated_at').where('m.id', 'in', asked.map((c) => c.id)).where('m.status', '=', 'sending').execute();
+        for (const c of rows) {
+          if (c.updated_at !== claimedAt.get(c.id)) continue; // changed meanwhile: the next sweep looks again
+          const answer = answers.get(c.id);
+          if (answer) {
+            await this.lane(c.account_id).sentCarefully(tx, events, c, answer.providerMessageId, answer.timestampMs);
+            adopted.add(c.account_id);
+            found++;
+            continue;
+          }
+          requeued++;
+          await tx.updateTable('messages').set({ status: 'queued', next_attempt_at: now, updated_at: now }).where('id', '=', c.id).where('status', '=', 'sending').execute();
+          const message = answer === null
+            ? 'the process sending this reply stopped before TikTok answered, and TikTok has no such message; it will be sent again'
+            : 'the process sending this reply stopped before TikTok answered, and TikTok could not be asked whether it has it; it will be sent again';
+          events.push(statusEvent({
+            accountId: c.account_id, provider: 'tiktok', conversationId: c.conversation_id, contact: contactOf(c), messageId: c.id, providerMessageId: null,
+            status: 'queued', error: { code: 'send_interrupted', message, provider_code: null },
+          }));
+        }
+      });
+    }
+    if (found) this.ctx.log.warn({ count: found }, 'sender: replies left in sending by a stopped process were found among TikTok\'s messages; marked sent');
+    if (requeued) this.ctx.log.warn({ count: requeued }, 'sender: re-queued replies left in sending by a stopped process');
     // Lanes may still list those replies as pending, holding back their conversations.
     for (const accountId of adopted) this.lane(accountId).forgetRows();
     this.discover();
@@ -258,6 +294,11 @@ const leaseName = (accountId: string) => `sender:${accountId}`;
 
 /** How far TikTok's clock may run behind ours when matching an echo to the send that caused it. */
 const ECHO_CLOCK_SKEW_MS = 5_000;
+/** Replies left `sending` whose fate is asked of TikTok per sweep (one paced call each), and for how long at most. */
+const MAX_STALE_LOOKUPS = 20;
+const STALE_LOOKUP_BUDGET_MS = 5_000;
+
+interface TikTokSend { providerMessageId: string; timestampMs: number }
 
 /**
  * The echo TikTok sent for this reply, recorded as a message of its own: an API send in the same
@@ -564,6 +605,35 @@ class Lane {
       });
     } finally {
       this.sender.recordClaimLatency(performance.now() - started);
+    }
+  }
+
+  /**
+   * Whether TikTok took this reply, from its list of the conversation's latest messages: a business
+   * message with the same content, sent since the claim, that no message of ours already records.
+   * null: TikTok has none; undefined: TikTok could not be asked (or the reply may be older than the
+   * list reaches).
+   */
+  async askTikTok(c: Candidate, claimedAt: number): Promise<TikTokSend | null | undefined> {
+    try {
+      const account = await getAccount(this.ctx.database.db, this.accountId);
+      if (account.status !== 'active') return undefined;
+      const gate = gateFor(this.ctx, this.accountId);
+      const listed = await fetchConversation(this.ctx, account, c.conv_external_id, 0, (call) => paced(gate, call));
+      const ours = listed.flatMap((f) => (f.event.kind === 'business_message' ? [f.event.message] : []));
+      const candidates = ours.filter((m) => m.timestampMs >= claimedAt - ECHO_CLOCK_SKEW_MS && m.type === c.type && (m.text ?? null) === c.text);
+      if (!candidates.length) {
+        // The list holds the latest messages only: when it does not reach back to the claim, TikTok cannot tell.
+        const reachesClaim = listed.length > 0 && listed[0].timestampMs < claimedAt - ECHO_CLOCK_SKEW_MS;
+        return reachesClaim || listed.length < LISTED_MESSAGES ? null : undefined;
+      }
+      const known = new Set((await this.ctx.database.db.selectFrom('messages').select('provider_message_id')
+        .where('account_id', '=', this.accountId).where('provider_message_id', 'in', candidates.map((m) => m.providerMessageId)).execute()).map((r) => r.provider_message_id));
+      const match = candidates.find((m) => !known.has(m.providerMessageId));
+      return match ? { providerMessageId: match.providerMessageId, timestampMs: match.timestampMs } : null;
+    } catch (err) {
+      this.ctx.log.warn({ err, account_id: this.accountId, message_id: c.id }, 'sender: could not ask TikTok whether a reply left in sending reached it');
+      return undefined;
     }
   }
 
