@@ -250,8 +250,10 @@ export class Sender {
     const startedAt = Date.now();
     for (const c of unknown) {
       if (asked.length >= MAX_STALE_LOOKUPS || Date.now() - startedAt > STALE_LOOKUP_BUDGET_MS) break;
+      const answer = await this.lane(c.account_id).askTikTok(c, c.updated_at);
+      if (answer === 'elsewhere') continue;
       asked.push(c);
-      answers.set(c.id, await this.lane(c.account_id).askTikTok(c, c.updated_at));
+      answers.set(c.id, answer);
     }
     let requeued = 0;
     let found = 0;
@@ -612,10 +614,12 @@ class Lane {
    * Whether TikTok took this reply, from its list of the conversation's latest messages: a business
    * message with the same content, sent since the claim, that no message of ours already records.
    * null: TikTok has none; undefined: TikTok could not be asked (or the reply may be older than the
-   * list reaches).
+   * list reaches); 'elsewhere': another process holds the account (on Postgres), and asks itself,
+   * so that the account's calls keep to one rate gate.
    */
-  async askTikTok(c: Candidate, claimedAt: number): Promise<TikTokSend | null | undefined> {
+  async askTikTok(c: Candidate, claimedAt: number): Promise<TikTokSend | null | undefined | 'elsewhere'> {
     try {
+      if (!(await this.holdLease())) return 'elsewhere';
       const account = await getAccount(this.ctx.database.db, this.accountId);
       if (account.status !== 'active') return undefined;
       const gate = gateFor(this.ctx, this.accountId);
