@@ -265,7 +265,10 @@ export class Sender {
         const rows = await candidates(tx).select('m.updated_at').where('m.id', 'in', asked.map((c) => c.id)).where('m.status', '=', 'sending').execute();
         for (const c of rows) {
           if (c.updated_at !== claimedAt.get(c.id)) continue; // changed meanwhile: the next sweep looks again
-          const answer = answers.get(c.id);
+          // An echo recorded while TikTok was asked is this reply's, as in the first pass (askTikTok
+          // passes over TikTok messages that some message of ours records already).
+          const echo = await echoOf(tx, c, c.updated_at);
+          const answer = echo ? { providerMessageId: echo.provider_message_id!, timestampMs: echo.provider_timestamp! } : answers.get(c.id);
           if (answer) {
             await this.lane(c.account_id).sentCarefully(tx, events, c, answer.providerMessageId, answer.timestampMs);
             adopted.add(c.account_id);
