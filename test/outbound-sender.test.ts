@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../src/core/ids.js';
+import type { MessageRow } from '../src/messaging/views.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { customerWrites, events, expectNoViolations, reply, sentAtEmulator, settled, stats, waitFor, waitStatus } from './helpers/outbound.js';
 
@@ -20,6 +21,19 @@ describe('sender', () => {
   afterAll(async () => { await gw?.close(); });
 
   const statusesOf = async (id: string) => (await events(gw, 'message.status')).filter((e) => e.message_id === id).map((e) => e.status);
+
+  /** An API text reply written as a stopped process leaves it, its quota taken in its conversation; returns its id. */
+  const storeOutbound = async (conversationId: string, row: Pick<MessageRow, 'text' | 'status' | 'attempts' | 'created_at' | 'updated_at'> & Partial<MessageRow>) => {
+    const id = newId('msg');
+    const db = gw.server.ctx.database.db;
+    await db.insertInto('messages').values({
+      id, conversation_id: conversationId, account_id: account.id, direction: 'outbound', provider_message_id: null,
+      type: 'text', media: null, extra: null, source: 'api', error: null, idempotency_key: null,
+      request_hash: null, reply_to: null, sent_by: null, next_attempt_at: null, counted_in_window: 1, provider_timestamp: null, ...row,
+    }).execute();
+    await db.updateTable('conversations').set({ outbound_since_inbound: sql<number>`outbound_since_inbound + 1` }).where('id', '=', conversationId).execute();
+    return id;
+  };
 
   it('40102 (access token expired at TikTok): refreshes the token once and sends', async () => {
     const conv = await customerWrites(gw, 'send_shop', 'mia');
@@ -155,13 +169,10 @@ describe('sender', () => {
     const now = gw.server.ctx.clock();
     await db.updateTable('messages').set({ status: 'sending', provider_message_id: null, provider_timestamp: null, updated_at: now - 121_000 })
       .where('id', '=', r.body.id).execute();
-    await db.insertInto('messages').values({
-      id: newId('msg'), conversation_id: conv.id, account_id: account.id, direction: 'outbound', provider_message_id: sent.provider_message_id,
-      type: 'text', text: 'taken before the crash', media: null, extra: null, source: 'api', status: 'sent', error: null, idempotency_key: null,
-      request_hash: null, reply_to: null, sent_by: null, attempts: 0, next_attempt_at: null, counted_in_window: 1,
+    await storeOutbound(conv.id, {
+      text: 'taken before the crash', status: 'sent', attempts: 0, provider_message_id: sent.provider_message_id,
       provider_timestamp: sent.provider_timestamp, created_at: now, updated_at: now,
-    }).execute();
-    await db.updateTable('conversations').set({ outbound_since_inbound: sql<number>`outbound_since_inbound + 1` }).where('id', '=', conv.id).execute();
+    });
 
     // The sender's sweep (every 10 s) finds it.
     const m = await waitStatus(gw, r.body.id, 'sent', 25_000);
@@ -201,17 +212,11 @@ describe('sender', () => {
 
   it('a reply left sending by a stopped process that TikTok never got is queued again and sent once', async () => {
     const conv = await customerWrites(gw, 'send_shop', 'sami');
-    const db = gw.server.ctx.database.db;
     const now = gw.server.ctx.clock();
     // Claimed (queued -> sending) by a process that died before its call reached TikTok.
-    const id = newId('msg');
-    await db.insertInto('messages').values({
-      id, conversation_id: conv.id, account_id: account.id, direction: 'outbound', provider_message_id: null,
-      type: 'text', text: 'never reached TikTok', media: null, extra: null, source: 'api', status: 'sending', error: null, idempotency_key: null,
-      request_hash: null, reply_to: null, sent_by: null, attempts: 1, next_attempt_at: now - 121_000, counted_in_window: 1,
-      provider_timestamp: null, created_at: now - 121_000, updated_at: now - 121_000,
-    }).execute();
-    await db.updateTable('conversations').set({ outbound_since_inbound: sql<number>`outbound_since_inbound + 1` }).where('id', '=', conv.id).execute();
+    const id = await storeOutbound(conv.id, {
+      text: 'never reached TikTok', status: 'sending', attempts: 1, next_attempt_at: now - 121_000, created_at: now - 121_000, updated_at: now - 121_000,
+    });
 
     const m = await waitStatus(gw, id, 'sent', 25_000);
     expect(m.attempts).toBe(2);

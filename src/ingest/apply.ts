@@ -55,13 +55,13 @@ export async function preloadBatch(tx: Tx, lock: boolean, keys: BatchKeys[]): Pr
  * its limit or its lock, can only be an index probe on both columns, whatever the statistics
  * (test/stale-statistics-plans.test.ts). SQLite probes the unique index per key anyway.
  */
-export async function contactsByExternalId(tx: Tx, provider: string, externalIds: string[]): Promise<ContactRow[]> {
+async function contactsByExternalId(tx: Tx, provider: string, externalIds: string[]): Promise<ContactRow[]> {
   if (!isPostgres(tx)) return tx.selectFrom('contacts').selectAll().where('provider', '=', provider).where('external_id', 'in', externalIds).execute();
   return (await postgresLookups.contacts(provider, externalIds).execute(tx)).rows;
 }
 
 /** Locks (on Postgres) in the order of the keys: sorted, so two batches never wait on each other's rows crosswise. */
-export async function conversationsByExternalId(tx: Tx, accountId: string, externalIds: string[], lock: boolean): Promise<ConversationRow[]> {
+async function conversationsByExternalId(tx: Tx, accountId: string, externalIds: string[], lock: boolean): Promise<ConversationRow[]> {
   if (!isPostgres(tx)) return tx.selectFrom('conversations').selectAll().where('account_id', '=', accountId).where('external_id', 'in', externalIds).execute();
   return (await postgresLookups.conversations(accountId, [...externalIds].sort(), lock).execute(tx)).rows;
 }
