@@ -205,6 +205,9 @@ describe('POST /v1/messages: replies reach TikTok', () => {
   it('takes first replies of the day to several conversations at once, texts and images mixed (batched and locking paths together)', async () => {
     const convs = [];
     for (const who of ['burst_a', 'burst_b', 'burst_c', 'burst_d']) convs.push(await customerWrites(gw, 'reply_shop', who));
+    // (Copied: prom-client hands out its live counters.)
+    const writes = async () => new Map((await gw.server.ctx.metrics.acceptWrites.get()).values.map((v) => [v.labels.path, v.value]));
+    const before = await writes();
     const results = await Promise.all(convs.flatMap((c) => [
       reply(gw, { conversation_id: c.id, type: 'text', text: `hello ${c.id}` }),
       reply(gw, { conversation_id: c.id, type: 'image', image: { data_base64: PNG.toString('base64') } }),
@@ -217,6 +220,14 @@ describe('POST /v1/messages: replies reach TikTok', () => {
       expect(Number(row.outbound_since_inbound)).toBe(3);
       const mine = results.map((r) => r.body).filter((m) => m.conversation_id === c.id).sort((a, b) => (a.id < b.id ? -1 : 1));
       expect((await sentAtEmulator(gw, c.external_id)).map((m) => m.message_type.toLowerCase())).toEqual(mine.map((m) => m.type));
+    }
+    // How they were written: on Postgres the texts (first replies of the day) together, the images each in its own transaction.
+    const after = await writes();
+    const added = (path: string) => (after.get(path) ?? 0) - (before.get(path) ?? 0);
+    if (gw.server.ctx.database.dialect === 'sqlite') expect(added('group_commit')).toBe(12);
+    else {
+      expect(added('batched')).toBeGreaterThan(0);
+      expect(added('batched') + added('locking')).toBe(12);
     }
   });
 });

@@ -6,7 +6,8 @@ import type { Executor } from '../db/database.js';
 import { prepared } from '../db/prepared.js';
 import type { ConversationRow, MessageRow } from './views.js';
 import type { WindowPolicy } from '../providers/types.js';
-import { conversationsRepliedTodayByAccount, idFloor, utcDayStart } from './queue.js';
+import { conversationsRepliedTodayByAccountQuery, idFloor, repliedByAccount, utcDayStart } from './queue.js';
+import { runScript } from '../db/pg-script.js';
 import { windowAt } from './window.js';
 
 /**
@@ -195,50 +196,68 @@ export class AcceptBatcher {
    * First replies of the day: decided together under the locks of their accounts, then their
    * conversations, exactly as the locking path decides one. What would be refused comes back
    * false (the locking path refuses it with its reason).
+   *
+   * Two round trips (pg-script.ts): the transaction's start, the locks and the read of the day's
+   * replies in one; the write and the commit in the other. The accounts stay locked from the first
+   * to the commit: as Kysely's one statement per round trip, that was four round trips and a commit.
    */
   private async writeFirsts(items: PendingAccept[]): Promise<boolean[]> {
     const day = utcDayStart(items[0].now);
     const cap = this.ctx.config.tiktokDailyCap;
     const written = items.map(() => false);
+    const { db, pool } = this.ctx.database;
+    const client = await pool!.connect();
+    let broken: Error | undefined;
     try {
-      await this.ctx.database.db.transaction().execute(async (tx) => {
-        const accountIds = [...new Set(items.map((item) => item.row.account_id))].sort();
-        await tx.selectFrom('accounts').select('id').where('id', '=', sql<string>`any(${accountIds}::text[])`).orderBy('id').forUpdate().execute();
-        const conversationIds = [...new Set(items.map((item) => item.seen.id))].sort();
-        const fresh = new Map((await tx.selectFrom('conversations').selectAll()
-          .where('id', '=', sql<string>`any(${conversationIds}::text[])`).orderBy('id').forUpdate().execute()).map((c) => [c.id, c]));
-        const replied = await conversationsRepliedTodayByAccount(tx, accountIds, items[0].now);
-        const taken = new Map<string, number>();
-        items.forEach((item, i) => {
-          const conv = fresh.get(item.seen.id);
-          if (!conv || utcDayStart(item.now) !== day) return;
-          const earlier = taken.get(conv.id) ?? 0;
-          const w = windowAt(item.policy, { lastInboundAt: conv.last_inbound_at, outboundSinceInbound: conv.outbound_since_inbound + earlier, repliedBefore: item.repliedBefore }, item.now);
-          if (w.blocked) return;
-          const today = replied.get(item.row.account_id)!;
-          if (!today.has(conv.id)) {
-            if (today.size >= cap) return;
-            today.add(conv.id);
-          }
-          item.row.id = newId('msg', item.now);
-          taken.set(conv.id, earlier + 1);
-          written[i] = true;
-        });
-        if (!taken.size) return;
-        const counts = [...taken].map(([id, k]) => ({ id, count: fresh.get(id)!.outbound_since_inbound + k }));
-        await sql`with input as (
-            select * from jsonb_to_recordset(${JSON.stringify(counts)}::jsonb) as x(id text, count bigint)
-          ), taken as (
-            update conversations c set outbound_since_inbound = x.count, updated_at = ${Math.max(...items.map((item) => item.now))}
-            from input x where c.id = any(${counts.map((x) => x.id)}::text[]) and c.id = x.id
-          )
-          ${insertMessages(items.filter((_, i) => written[i]).map((item) => item.row), sql``)}`.execute(tx);
+      const accountIds = [...new Set(items.map((item) => item.row.account_id))].sort();
+      const conversationIds = [...new Set(items.map((item) => item.seen.id))].sort();
+      const [, , locked, repliedRows] = await runScript(client, [
+        'begin',
+        db.selectFrom('accounts').select('id').where('id', 'in', accountIds).orderBy('id').forUpdate().compile(),
+        db.selectFrom('conversations').selectAll().where('id', 'in', conversationIds).orderBy('id').forUpdate().compile(),
+        // A statement of its own, after the locks: its snapshot sees every reply committed before them.
+        conversationsRepliedTodayByAccountQuery(db, accountIds, items[0].now).compile(),
+      ]);
+      const fresh = new Map((locked as unknown as ConversationRow[]).map((c) => [c.id, c]));
+      const replied = repliedByAccount(accountIds, repliedRows as { account_id: string; conversation_id: string }[]);
+      const taken = new Map<string, number>();
+      items.forEach((item, i) => {
+        const conv = fresh.get(item.seen.id);
+        if (!conv || utcDayStart(item.now) !== day) return;
+        const earlier = taken.get(conv.id) ?? 0;
+        const w = windowAt(item.policy, { lastInboundAt: conv.last_inbound_at, outboundSinceInbound: conv.outbound_since_inbound + earlier, repliedBefore: item.repliedBefore }, item.now);
+        if (w.blocked) return;
+        const today = replied.get(item.row.account_id)!;
+        if (!today.has(conv.id)) {
+          if (today.size >= cap) return;
+          today.add(conv.id);
+        }
+        item.row.id = newId('msg', item.now);
+        taken.set(conv.id, earlier + 1);
+        written[i] = true;
       });
+      if (!taken.size) {
+        await runScript(client, ['commit']);
+        return written;
+      }
+      const counts = [...taken].map(([id, k]) => ({ id, count: fresh.get(id)!.outbound_since_inbound + k }));
+      const write = sql`with input as (
+          select * from jsonb_to_recordset(${JSON.stringify(counts)}::jsonb) as x(id text, count bigint)
+        ), taken as (
+          update conversations c set outbound_since_inbound = x.count, updated_at = ${Math.max(...items.map((item) => item.now))}
+          from input x where c.id = any(${counts.map((x) => x.id)}::text[]) and c.id = x.id
+        )
+        ${insertMessages(items.filter((_, i) => written[i]).map((item) => item.row), sql``)}`;
+      await runScript(client, [write.compile(db), 'commit']);
+      return written;
     } catch (err) {
       this.ctx.log.debug({ err, size: items.length }, 'batched first replies failed; taking the locking path for each');
+      // Whatever the script left (an aborted transaction, or none): a connection that cannot roll back is not reused.
+      await client.query('rollback').catch((e: Error) => { broken = e; });
       return items.map(() => false);
+    } finally {
+      client.release(broken);
     }
-    return written;
   }
 }
 

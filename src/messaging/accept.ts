@@ -129,10 +129,15 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
     // SQLite: group-committed with other accepts and the sender's writes (one disk sync for many).
     // Postgres: the replies accepted together are written together (AcceptBatcher); images (their
     // media row) take the locking transaction, and so does a reply the batch could not settle.
-    if (ctx.database.dialect === 'sqlite') await committerFor(ctx).run(write);
-    else if (image || !(await acceptBatcherFor(ctx).write({ seen: conv, row, policy, repliedBefore, newToday, now }))) {
+    let path: 'group_commit' | 'batched' | 'locking' = 'batched';
+    if (ctx.database.dialect === 'sqlite') {
+      path = 'group_commit';
+      await committerFor(ctx).run(write);
+    } else if (image || !(await acceptBatcherFor(ctx).write({ seen: conv, row, policy, repliedBefore, newToday, now }))) {
+      path = 'locking';
       await ctx.database.db.transaction().execute((tx) => write(tx, []));
     }
+    ctx.metrics.acceptWrites.inc({ path });
   } catch (err) {
     if (key && isUniqueViolation(err)) {
       const replay = await findReplay(ctx, key, hash);

@@ -130,10 +130,13 @@ export async function conversationsRepliedToday(db: Executor, accountId: string,
   return Number(row?.n ?? 0);
 }
 
-/** Per account: the conversations it replied to (or has replies queued for) today, UTC. */
-export async function conversationsRepliedTodayByAccount(db: Executor, accountIds: string[], now: number): Promise<Map<string, Set<string>>> {
-  const rows = await todaysReplies(db, todaysFloor(now)).select(['account_id', 'conversation_id']).distinct()
-    .where('account_id', 'in', accountIds).execute();
+/** The conversations these accounts replied to (or have replies queued for) today, UTC: rows of account_id, conversation_id. */
+export function conversationsRepliedTodayByAccountQuery(db: Executor, accountIds: string[], now: number) {
+  return todaysReplies(db, todaysFloor(now)).select(['account_id', 'conversation_id']).distinct().where('account_id', 'in', accountIds);
+}
+
+/** Those rows per account (every account asked for, replied or not). */
+export function repliedByAccount(accountIds: string[], rows: { account_id: string; conversation_id: string }[]): Map<string, Set<string>> {
   const out = new Map(accountIds.map((id) => [id, new Set<string>()]));
   for (const r of rows) out.get(r.account_id)?.add(r.conversation_id);
   return out;
