@@ -31,4 +31,26 @@ describe(`outbox (${TEST_DB})`, () => {
     const rows = await db().db.selectFrom('events').select(['seq', 'payload']).orderBy('seq').execute();
     expect(rows.map((r) => JSON.parse(r.payload).text)).toEqual(['#1', '#2']);
   });
+
+  it('stores each event with one delivery per subscribed endpoint, carrying its seq, in the same transaction', async () => {
+    const now = Date.now();
+    const endpoint = (id: string, events: string[], enabled = 1) => ({
+      id, url: `http://127.0.0.1:9/${id}`, events: JSON.stringify(events), description: null, enabled, disabled_reason: null, ordered: 0,
+      secret_enc: 'x', created_at: now, updated_at: now,
+    });
+    await db().db.insertInto('webhook_endpoints').values([
+      endpoint('wh_all', ['*']), endpoint('wh_sent', ['message.sent']), endpoint('wh_off', ['*'], 0),
+    ]).execute();
+    const inputs: EventInput[] = [event(10), { ...event(11), event: 'message.sent' }, event(12)];
+    const stored = await db().db.transaction().execute((tx) => appendEvents(tx, inputs, now));
+    expect(stored.map((e) => e.deliveries)).toEqual([1, 2, 1]);
+    const deliveries = await db().db.selectFrom('deliveries').innerJoin('events', 'events.id', 'deliveries.event_id')
+      .select(['deliveries.endpoint_id', 'deliveries.event_seq', 'events.seq', 'deliveries.status', 'events.type'])
+      .where('deliveries.event_id', 'in', stored.map((e) => e.id)).orderBy('events.seq').orderBy('deliveries.endpoint_id').execute();
+    expect(deliveries.map((d) => [d.type, d.endpoint_id, d.status])).toEqual([
+      ['message.received', 'wh_all', 'pending'], ['message.sent', 'wh_all', 'pending'], ['message.sent', 'wh_sent', 'pending'], ['message.received', 'wh_all', 'pending'],
+    ]);
+    for (const d of deliveries) expect(Number(d.event_seq)).toBe(Number(d.seq));
+    expect(stored.map((e) => e.seq)).toEqual([...stored.map((e) => e.seq)].sort((a, b) => a - b));
+  });
 });

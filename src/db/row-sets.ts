@@ -19,12 +19,12 @@ export function listValue(db: Executor, values: string[]): unknown {
   return isPostgres(db) ? values : JSON.stringify(values);
 }
 
-/** A row source named `x` with these typed columns: `… from ${rowsAs(…)}`. */
-export function rowsAs(db: Executor, columns: [name: string, type: 'text' | 'bigint'][], rows: unknown[][]): RawBuilder<unknown> {
+/** A row source named `x` (or `alias`) with these typed columns: `… from ${rowsAs(…)}`. */
+export function rowsAs(db: Executor, columns: [name: string, type: 'text' | 'bigint'][], rows: unknown[][], alias = 'x'): RawBuilder<unknown> {
   if (isPostgres(db)) {
     const arrays = columns.map(([, type], i) => sql`${rows.map((r) => r[i])}::${sql.raw(type)}[]`);
-    return sql`unnest(${sql.join(arrays)}) as x(${sql.raw(columns.map(([name]) => name).join(', '))})`;
+    return sql`unnest(${sql.join(arrays)}) as ${sql.id(alias)}(${sql.raw(columns.map(([name]) => name).join(', '))})`;
   }
   const picks = columns.map(([name], i) => `value ->> ${i} as ${name}`).join(', ');
-  return sql`(select ${sql.raw(picks)} from json_each(${JSON.stringify(rows)})) as x`;
+  return sql`(select ${sql.raw(picks)} from json_each(${JSON.stringify(rows)})) as ${sql.id(alias)}`;
 }

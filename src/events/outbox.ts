@@ -30,28 +30,22 @@ function subscribed(endpoint: EndpointFilter, type: string): boolean {
 const enabledEndpoints = prepared<object>()((db) => db.selectFrom('webhook_endpoints').select(['id', 'events']).where('enabled', '=', 1));
 
 /**
- * The endpoints that get deliveries. On Postgres, also the append lock: sequence numbers are taken
- * at insert but become visible at commit. Serializing the tail of event-appending transactions
- * (from here to commit: keep it short) makes seq order equal commit order, so a reader paging by
- * seq (GET /v1/events, SSE replay) can never skip an event that commits late. Taken by the
- * statement that reads the endpoints: every statement is a round trip. (The lock's side of the
- * join always yields its row, so it is taken even when there is no endpoint.)
- */
-async function endpointsToDeliver(tx: Tx): Promise<{ id: string; events: string }[]> {
-  if (!isPostgres(tx)) return enabledEndpoints.all(tx, {});
-  const { rows } = await sql<{ id: string | null; events: string | null }>`select e.id, e.events
-    from (select pg_advisory_xact_lock(${EVENT_APPEND_LOCK})) as l left join webhook_endpoints e on e.enabled = 1`.execute(tx);
-  return rows.filter((r): r is { id: string; events: string } => r.id !== null);
-}
-
-/**
  * Appends events and, in the same transaction, one delivery per enabled endpoint that subscribes
  * to each (the transactional outbox: an event is never stored without its deliveries). The caller
  * notifies the bus ('deliveries', 'events') after commit.
+ *
+ * On Postgres, under the append lock: sequence numbers are taken at insert but become visible at
+ * commit. Serializing the tail of event-appending transactions (from the insert to the commit)
+ * makes seq order equal commit order, so a reader paging by seq (GET /v1/events, SSE replay) can
+ * never skip an event that commits late. Everything then waits on the holder's round trips and its
+ * commit's flush, and whatever the waiting transactions hold (their rows) waits with them; so the
+ * lock is taken by the statement that inserts the events and their deliveries, one round trip,
+ * and the endpoints are read before it. (An endpoint created meanwhile gets deliveries from the
+ * next events on, as it would had it been created a moment later.)
  */
 export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number): Promise<StoredEvent[]> {
   if (!inputs.length) return [];
-  const endpoints = (await endpointsToDeliver(tx)).map((e) => ({ id: e.id, events: parseJson<string[]>(e.events, []) }));
+  const endpoints = (await enabledEndpoints.all(tx, {})).map((e) => ({ id: e.id, events: parseJson<string[]>(e.events, []) }));
   const stored: StoredEvent[] = [];
   // Multi-row inserts: on Postgres every statement is a round trip, and a batch holds many events.
   for (let i = 0; i < inputs.length; i += CHUNK) {
@@ -59,46 +53,57 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
       const id = newId('evt', nowMs);
       return { input, id, payload: serializeEvent(id, input, nowMs) };
     });
-    const rows = await insertEvents(tx, chunk.map(({ input, id, payload }) => [id, input.event, input.account_id, input.conversation_id ?? null, payload]), nowMs);
-    const seqOf = new Map(rows.map((r) => [r.id, r.seq]));
-    const deliveries = [];
+    const deliveries: DeliveryRow[] = [];
+    for (const { input, id } of chunk) {
+      for (const e of endpoints) if (subscribed(e, input.event)) deliveries.push([newId('whd', nowMs), id, e.id, input.conversation_id ?? null]);
+    }
+    const rows = chunk.map(({ input, id, payload }): EventRow => [id, input.event, input.account_id, input.conversation_id ?? null, payload]);
+    const seqOf = new Map((await insertEvents(tx, rows, deliveries, nowMs)).map((r) => [r.id, Number(r.seq)]));
+    const perEvent = new Map<string, number>();
+    for (const d of deliveries) perEvent.set(d[1], (perEvent.get(d[1]) ?? 0) + 1);
     for (const { input, id, payload } of chunk) {
-      const seq = seqOf.get(id)!;
-      const event: StoredEvent = { id, seq, event: input.event, payload, conversation_id: input.conversation_id ?? null, deliveries: 0 };
-      stored.push(event);
-      for (const e of endpoints) {
-        if (!subscribed(e, input.event)) continue;
-        event.deliveries++;
-        deliveries.push({
-          id: newId('whd', nowMs), event_id: id, event_seq: seq, endpoint_id: e.id,
-          conversation_id: input.conversation_id ?? null, status: 'pending' as const, attempts: 0,
-          next_attempt_at: nowMs, locked_until: null, last_status_code: null, last_error: null, created_at: nowMs, updated_at: nowMs,
-        });
-      }
+      stored.push({ id, seq: seqOf.get(id)!, event: input.event, payload, conversation_id: input.conversation_id ?? null, deliveries: perEvent.get(id) ?? 0 });
     }
-    if (!isPostgres(tx)) {
-      await runEach(tx, INSERT_DELIVERY, deliveries.map((d) => [d.id, d.event_id, d.event_seq, d.endpoint_id, d.conversation_id, d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at]));
-      continue;
-    }
-    for (let j = 0; j < deliveries.length; j += CHUNK) await tx.insertInto('deliveries').values(deliveries.slice(j, j + CHUNK)).execute();
   }
   return stored;
 }
 
+type EventRow = [id: string, type: string, accountId: string | null, conversationId: string | null, payload: string];
+type DeliveryRow = [id: string, eventId: string, endpointId: string, conversationId: string | null];
+
 const INSERT_DELIVERY = `insert into deliveries (id, event_id, event_seq, endpoint_id, conversation_id, status, attempts, next_attempt_at, created_at, updated_at)
-  values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+  values (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`;
 
 const INSERT_EVENT = 'insert into events (id, type, account_id, conversation_id, payload, created_at) values (?, ?, ?, ?, ?, ?)';
 
-/** SQLite: one prepared insert per event (database.ts, runEach); Postgres: one statement whatever the number of events (row-sets.ts). */
-async function insertEvents(tx: Tx, rows: [id: string, type: string, accountId: string | null, conversationId: string | null, payload: string][], nowMs: number) {
+/**
+ * The events with their deliveries. SQLite: one prepared insert per row (database.ts, runEach).
+ * Postgres: one statement whatever the number of rows (row-sets.ts), which takes the append lock
+ * before the events take their sequence numbers.
+ */
+async function insertEvents(tx: Tx, rows: EventRow[], deliveries: DeliveryRow[], nowMs: number): Promise<{ id: string; seq: number }[]> {
   if (!isPostgres(tx)) {
     const seqs = await runEach(tx, INSERT_EVENT, rows.map((r) => [...r, nowMs]));
+    const seqOf = new Map(rows.map((r, i) => [r[0], seqs[i]]));
+    await runEach(tx, INSERT_DELIVERY, deliveries.map(([id, eventId, endpointId, conversationId]) => [id, eventId, seqOf.get(eventId), endpointId, conversationId, nowMs, nowMs, nowMs]));
     return rows.map((r, i) => ({ id: r[0], seq: seqs[i] }));
   }
   const x = rowsAs(tx, [['id', 'text'], ['type', 'text'], ['account_id', 'text'], ['conversation_id', 'text'], ['payload', 'text']], rows);
-  const result = await sql<{ id: string; seq: number }>`insert into events (id, type, account_id, conversation_id, payload, created_at)
-    select x.id, x.type, x.account_id, x.conversation_id, x.payload, cast(${nowMs} as bigint) from ${x} returning id, seq`.execute(tx);
+  // The lock's row is joined to every event row: it is taken before the first row is inserted.
+  const withDeliveries = deliveries.length
+    ? sql`, d as (
+        insert into deliveries (id, event_id, event_seq, endpoint_id, conversation_id, status, attempts, next_attempt_at, created_at, updated_at)
+        select y.id, y.event_id, ins.seq, y.endpoint_id, y.conversation_id, 'pending', 0, cast(${nowMs} as bigint), cast(${nowMs} as bigint), cast(${nowMs} as bigint)
+        from ${rowsAs(tx, [['id', 'text'], ['event_id', 'text'], ['endpoint_id', 'text'], ['conversation_id', 'text']], deliveries, 'y')} join ins on ins.id = y.event_id
+      )`
+    : sql``;
+  const result = await sql<{ id: string; seq: number }>`with l as materialized (select pg_advisory_xact_lock(${EVENT_APPEND_LOCK})),
+    ins as (
+      insert into events (id, type, account_id, conversation_id, payload, created_at)
+      select x.id, x.type, x.account_id, x.conversation_id, x.payload, cast(${nowMs} as bigint) from ${x} cross join l
+      returning id, seq
+    )${withDeliveries}
+    select id, seq from ins`.execute(tx);
   return result.rows;
 }
 
