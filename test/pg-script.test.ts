@@ -8,7 +8,9 @@ describe(`several statements in one round trip (${TEST_DB})`, () => {
   const db = fileDatabase();
 
   it.skipIf(TEST_DB !== 'postgres')('inlines values of every kind, and only outside literals and comments', async () => {
-    const tricky = ["it's", 'back\\slash', '$1 and $2', '"quoted"', "''", '', 'naïve 👍', '--not a comment', 'a;b'];
+    // (Strings over 256 characters go dollar-quoted: the long one has dollars, quotes and backslashes of its own.)
+    const long = `${"'$q$ $$ \\' ".repeat(40)}${'x'.repeat(100)}`;
+    const tricky = ["it's", 'back\\slash', '$1 and $2', '"quoted"', "''", '', 'naïve 👍', '--not a comment', 'a;b', long, JSON.stringify([{ text: long }])];
     const client = await db().pool!.connect();
     try {
       const statements = tricky.map((v) => sql<{ v: string; marker: string }>`select ${v}::text as v, '$1 -- kept' as marker -- $1 here is a comment

@@ -4,7 +4,7 @@ import type { Prepared } from '../src/db/prepared.js';
 import { conversationsWithCap } from '../src/messaging/accept-batch.js';
 import { postgresLookups } from '../src/ingest/apply.js';
 import { claimQueued } from '../src/messaging/committer.js';
-import { idFloor, repliesSentAfter, replyInConversationToday, utcDayStart } from '../src/messaging/queue.js';
+import { conversationsRepliedTodayByAccount, idFloor, repliesSentAfter, replyInConversationToday, utcDayStart } from '../src/messaging/queue.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
 
 interface PlanNode { 'Node Type': string; 'Relation Name'?: string; 'Index Name'?: string; 'Index Cond'?: string; 'Recheck Cond'?: string; Plans?: PlanNode[] }
@@ -71,6 +71,7 @@ describe(`hot statements keep to their account, conversation or ids under stale 
     for (const found of [
       await scans(conversationsWithCap, { ids, counted: ids, floor }),
       await scans(replyInConversationToday, { floor, accountId: 'acct_1', conversationId: 'conv_1_1' }),
+      await scans(conversationsRepliedTodayByAccount, { accountIds: ['acct_1', 'acct_7'], floor }),
       await scans(repliesSentAfter, { accountId: 'acct_1', conversationId: 'conv_1_1', floor, after: now - 60_000 }),
       await scans(claimQueued, { ids: [`${floor.slice(0, -16)}${(5_000_000 + 10_000 + 100 + 15).toString(16).padStart(16, '0')}`], now }),
     ]) {

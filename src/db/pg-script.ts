@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { CompiledQuery } from 'kysely';
 import type pg from 'pg';
 
@@ -20,38 +21,24 @@ export async function runScript(client: pg.ClientBase, statements: (CompiledQuer
   return results.map((r) => r.rows ?? []);
 }
 
+/** A literal, a quoted identifier, a comment, or a parameter `$n` (group 1). */
+const TOKEN = /'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\$([0-9]+)/g;
+
 /** The statement's text with each `$n` outside literals, quoted identifiers and comments replaced by its value as a literal. */
 export function inlineParameters(client: Pick<pg.ClientBase, 'escapeLiteral'>, query: CompiledQuery): string {
   const { sql: text, parameters } = query;
-  let out = '';
-  let i = 0;
-  while (i < text.length) {
-    const c = text[i];
-    let end = i + 1;
-    if (c === "'" || c === '"') {
-      // To the closing quote; a doubled quote is an escaped one.
-      while (end < text.length && !(text[end] === c && text[end + 1] !== c)) end += text[end] === c ? 2 : 1;
-      end++;
-    } else if (c === '-' && text[i + 1] === '-') {
-      while (end < text.length && text[end] !== '\n') end++;
-    } else if (c === '$' && /[0-9]/.test(text[i + 1] ?? '')) {
-      while (end < text.length && /[0-9]/.test(text[end])) end++;
-      const n = Number(text.slice(i + 1, end));
-      if (n < 1 || n > parameters.length) throw new Error(`inlineParameters: $${n} has no value`);
-      out += literal(client, parameters[n - 1]);
-      i = end;
-      continue;
-    }
-    out += text.slice(i, end);
-    i = end;
-  }
-  return out;
+  return text.replace(TOKEN, (token: string, n: string | undefined) => {
+    if (n === undefined) return token;
+    const i = Number(n);
+    if (i < 1 || i > parameters.length) throw new Error(`inlineParameters: $${i} has no value`);
+    return literal(client, parameters[i - 1]);
+  });
 }
 
 /** As a bound parameter would be: an untyped literal (the statement's casts and context type it), or null. */
 function literal(client: Pick<pg.ClientBase, 'escapeLiteral'>, value: unknown): string {
   if (value === null || value === undefined) return 'null';
-  if (typeof value === 'string') return client.escapeLiteral(value);
+  if (typeof value === 'string') return value.length > DOLLAR_QUOTE_MIN ? dollarQuoted(client, value) : client.escapeLiteral(value);
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new Error(`inlineParameters: ${value} is not a number Postgres takes`);
     return `'${value}'`;
@@ -62,4 +49,17 @@ function literal(client: Pick<pg.ClientBase, 'escapeLiteral'>, value: unknown): 
     return client.escapeLiteral(`{${value.map((v) => `"${v.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`);
   }
   throw new Error(`inlineParameters: cannot write a ${typeof value} as a literal`);
+}
+
+/** Above this length a string goes dollar-quoted: the driver's escaping builds the literal a character at a time. */
+const DOLLAR_QUOTE_MIN = 256;
+
+/** `$tag$…$tag$`, a tag the string does not contain: nothing inside needs escaping. */
+function dollarQuoted(client: Pick<pg.ClientBase, 'escapeLiteral'>, value: string): string {
+  if (value.includes('\u0000')) return client.escapeLiteral(value); // (Postgres refuses it either way; let it say so)
+  for (let k = 0; k < 4; k++) {
+    const tag = `$q${randomBytes(6).toString('hex')}$`;
+    if (!value.includes(tag)) return `${tag}${value}${tag}`;
+  }
+  return client.escapeLiteral(value);
 }

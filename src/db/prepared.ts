@@ -1,4 +1,4 @@
-import type { CompiledQuery, Compilable, QueryResult } from 'kysely';
+import type { CompiledQuery, QueryExecutorProvider, QueryResult } from 'kysely';
 import { isPostgres, type Executor } from './database.js';
 
 /**
@@ -16,8 +16,11 @@ import { isPostgres, type Executor } from './database.js';
  * stay ordinary Kysely queries.
  */
 export function prepared<P extends object>() {
-  return <R>(build: (db: Executor, $: Binder<P>) => Compilable<R>): Prepared<P, R> => new Prepared(build);
+  return <R>(build: (db: Executor, $: Binder<P>) => Buildable<R>): Prepared<P, R> => new Prepared(build);
 }
+
+/** A query builder, or a raw `sql` template (which compiles against an executor). */
+interface Buildable<R> { compile(executorProvider: QueryExecutorProvider): CompiledQuery<R> }
 
 export type Binder<P> = <K extends keyof P & string>(name: K) => P[K];
 
@@ -38,7 +41,7 @@ interface Compiled<R> {
 export class Prepared<P extends object, R> {
   private readonly compiled = new Map<boolean, Compiled<R>>();
 
-  constructor(private readonly build: (db: Executor, $: Binder<P>) => Compilable<R>) {}
+  constructor(private readonly build: (db: Executor, $: Binder<P>) => Buildable<R>) {}
 
   async execute(db: Executor, params: P): Promise<QueryResult<R>> {
     return db.executeQuery<R>(this.bound(db, params));
@@ -74,7 +77,7 @@ export class Prepared<P extends object, R> {
     const pg = isPostgres(db);
     let c = this.compiled.get(pg);
     if (!c) {
-      const query = this.build(db, ((name: string) => SLOT + name) as Binder<P>).compile();
+      const query = this.build(db, ((name: string) => SLOT + name) as Binder<P>).compile(db);
       const names = query.parameters.map((p) => (typeof p === 'string' && p.startsWith(SLOT) ? p.slice(SLOT.length) : null));
       c = { query, names };
       this.compiled.set(pg, c);

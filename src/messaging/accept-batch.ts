@@ -4,9 +4,9 @@ import { Batches } from '../core/batches.js';
 import { newId } from '../core/ids.js';
 import type { Executor } from '../db/database.js';
 import { prepared } from '../db/prepared.js';
-import type { ConversationRow, MessageRow } from './views.js';
+import { MESSAGE_COLUMNS, type ConversationRow, type MessageRow } from './views.js';
 import type { WindowPolicy } from '../providers/types.js';
-import { conversationsRepliedTodayByAccountQuery, idFloor, repliedByAccount, utcDayStart } from './queue.js';
+import { conversationsRepliedTodayByAccount, idFloor, repliedByAccount, utcDayStart } from './queue.js';
 import { runScript } from '../db/pg-script.js';
 import { windowAt } from './window.js';
 
@@ -172,17 +172,9 @@ export class AcceptBatcher {
     const now = Math.max(...items.map((item) => item.now));
     let written: Set<string>;
     try {
-      const res = await sql<{ id: string }>`with input as (
-          select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(id text, seen_count bigint, seen_inbound bigint, take bigint)
-        ), taken as (
-          -- (The id list lets the planner go through the primary key: it cannot see into the JSON.)
-          update conversations c set outbound_since_inbound = c.outbound_since_inbound + x.take, updated_at = ${now}
-          from input x
-          where c.id = any(${input.map((x) => x.id)}::text[])
-            and c.id = x.id and c.outbound_since_inbound = x.seen_count and c.last_inbound_at is not distinct from x.seen_inbound
-          returning c.id
-        )
-        ${insertMessages(rows, sql`where m.conversation_id in (select id from taken)`)}`.execute(this.ctx.database.db);
+      const res = await takeQuotaAndInsert.execute(this.ctx.database.db, {
+        input: JSON.stringify(input), ids: input.map((x) => x.id), now, rows: JSON.stringify(rows),
+      });
       written = new Set(res.rows.map((r) => r.id));
     } catch (err) {
       // (An Idempotency-Key used twice, for one.) Each reply is then decided on its own.
@@ -213,10 +205,10 @@ export class AcceptBatcher {
       const conversationIds = [...new Set(items.map((item) => item.seen.id))].sort();
       const [, , locked, repliedRows] = await runScript(client, [
         'begin',
-        db.selectFrom('accounts').select('id').where('id', 'in', accountIds).orderBy('id').forUpdate().compile(),
-        db.selectFrom('conversations').selectAll().where('id', 'in', conversationIds).orderBy('id').forUpdate().compile(),
+        lockAccounts.bound(db, { ids: accountIds }),
+        lockConversations.bound(db, { ids: conversationIds }),
         // A statement of its own, after the locks: its snapshot sees every reply committed before them.
-        conversationsRepliedTodayByAccountQuery(db, accountIds, items[0].now).compile(),
+        conversationsRepliedTodayByAccount.bound(db, { accountIds, floor: idFloor('msg', day) }),
       ]);
       const fresh = new Map((locked as unknown as ConversationRow[]).map((c) => [c.id, c]));
       const replied = repliedByAccount(accountIds, repliedRows as { account_id: string; conversation_id: string }[]);
@@ -241,14 +233,11 @@ export class AcceptBatcher {
         return written;
       }
       const counts = [...taken].map(([id, k]) => ({ id, count: fresh.get(id)!.outbound_since_inbound + k }));
-      const write = sql`with input as (
-          select * from jsonb_to_recordset(${JSON.stringify(counts)}::jsonb) as x(id text, count bigint)
-        ), taken as (
-          update conversations c set outbound_since_inbound = x.count, updated_at = ${Math.max(...items.map((item) => item.now))}
-          from input x where c.id = any(${counts.map((x) => x.id)}::text[]) and c.id = x.id
-        )
-        ${insertMessages(items.filter((_, i) => written[i]).map((item) => item.row), sql``)}`;
-      await runScript(client, [write.compile(db), 'commit']);
+      const write = setQuotaAndInsert.bound(db, {
+        counts: JSON.stringify(counts), ids: counts.map((x) => x.id), now: Math.max(...items.map((item) => item.now)),
+        rows: JSON.stringify(items.filter((_, i) => written[i]).map((item) => item.row)),
+      });
+      await runScript(client, [write, 'commit']);
       return written;
     } catch (err) {
       this.ctx.log.debug({ err, size: items.length }, 'batched first replies failed; taking the locking path for each');
@@ -261,14 +250,47 @@ export class AcceptBatcher {
   }
 }
 
-/** `insert into messages` of these rows (all with the same keys), filtered by `where` (over alias m). */
-function insertMessages(rows: MessageRow[], where: RawBuilder<unknown>) {
-  const columns = Object.keys(rows[0]) as (keyof MessageRow)[];
-  return sql`insert into messages (${sql.join(columns.map((c) => sql.id(c)))})
-    select ${sql.join(columns.map((c) => sql.ref(`m.${c}`)))} from jsonb_populate_recordset(null::messages, ${JSON.stringify(rows)}::jsonb) m
+/** `insert into messages` of the rows in `rows` (a JSON array of MessageRow) as `m`, filtered by `where`; returns their ids. */
+function insertMessages(rows: unknown, where: RawBuilder<unknown>) {
+  const columns = sql.raw(MESSAGE_COLUMNS.map((c) => `"${c}"`).join(', '));
+  const values = sql.raw(MESSAGE_COLUMNS.map((c) => `m."${c}"`).join(', '));
+  return sql`insert into messages (${columns})
+    select ${values} from jsonb_populate_recordset(null::messages, ${rows}::jsonb) m
     ${where}
     returning id`;
 }
+
+/**
+ * The batch's quota taken and its replies inserted, one statement: a conversation takes its
+ * replies only if it is still as its requests read it (the compare-and-set), and only the replies
+ * of conversations that did are inserted. Inputs are JSON: the text is the same whatever the batch.
+ */
+const takeQuotaAndInsert = prepared<{ input: string; ids: string[]; now: number; rows: string }>()((_db, $) => sql<{ id: string }>`with input as (
+    select * from jsonb_to_recordset(${$('input')}::jsonb) as x(id text, seen_count bigint, seen_inbound bigint, take bigint)
+  ), taken as (
+    -- (The id list lets the planner go through the primary key: it cannot see into the JSON.)
+    update conversations c set outbound_since_inbound = c.outbound_since_inbound + x.take, updated_at = ${$('now')}
+    from input x
+    where c.id = any(${$('ids')}::text[])
+      and c.id = x.id and c.outbound_since_inbound = x.seen_count and c.last_inbound_at is not distinct from x.seen_inbound
+    returning c.id
+  )
+  ${insertMessages($('rows'), sql`where m.conversation_id in (select id from taken)`)}`);
+
+/** First replies of the day, decided under the locks: their conversations' new counts set and the replies inserted. */
+const setQuotaAndInsert = prepared<{ counts: string; ids: string[]; now: number; rows: string }>()((_db, $) => sql<{ id: string }>`with input as (
+    select * from jsonb_to_recordset(${$('counts')}::jsonb) as x(id text, count bigint)
+  ), taken as (
+    update conversations c set outbound_since_inbound = x.count, updated_at = ${$('now')}
+    from input x where c.id = any(${$('ids')}::text[]) and c.id = x.id
+  )
+  ${insertMessages($('rows'), sql``)}`);
+
+/** In id order, the order every accept locks in. */
+const lockAccounts = prepared<{ ids: string[] }>()((db, $) =>
+  db.selectFrom('accounts').select('id').where('id', '=', sql<string>`any(${$('ids')}::text[])`).orderBy('id').forUpdate());
+const lockConversations = prepared<{ ids: string[] }>()((db, $) =>
+  db.selectFrom('conversations').selectAll().where('id', '=', sql<string>`any(${$('ids')}::text[])`).orderBy('id').forUpdate());
 
 const registry = new WeakMap<AppContext, AcceptBatcher>();
 

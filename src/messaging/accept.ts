@@ -12,7 +12,7 @@ import { conversationsRepliedToday, isUniqueViolation, repliedBeforeLastInbound,
 import { gateFor, paced } from './rate-gate.js';
 import { acceptBatcherFor, conversationsForAccept, type ConversationForAccept, type ConversationWithCap } from './accept-batch.js';
 import { committerFor, type Op } from './committer.js';
-import { iso, type ConversationRow, type MessageRow } from './views.js';
+import { iso, MESSAGE_COLUMNS, type ConversationRow, type MessageRow } from './views.js';
 import { WINDOW_POLICIES, windowAt, type WindowState } from './window.js';
 
 /**
@@ -237,13 +237,6 @@ const conversationLocked = prepared<{ id: string }>()((db, $) => {
 
 const takeQuota = prepared<{ id: string; count: number; now: number }>()((db, $) =>
   db.updateTable('conversations').set({ outbound_since_inbound: $('count'), updated_at: $('now') }).where('id', '=', $('id')));
-
-/** Every column of a message, named once so that the insert compiles once. */
-const MESSAGE_COLUMNS = Object.keys({
-  id: 1, conversation_id: 1, account_id: 1, direction: 1, provider_message_id: 1, type: 1, text: 1, media: 1, extra: 1, source: 1,
-  status: 1, error: 1, idempotency_key: 1, request_hash: 1, reply_to: 1, sent_by: 1, attempts: 1, next_attempt_at: 1,
-  counted_in_window: 1, provider_timestamp: 1, created_at: 1, updated_at: 1,
-} satisfies Record<keyof MessageRow, 1>) as (keyof MessageRow)[];
 
 const insertReply = prepared<MessageRow>()((db, $) => db.insertInto('messages').values(boundRow($, MESSAGE_COLUMNS)));
 

@@ -130,10 +130,12 @@ export async function conversationsRepliedToday(db: Executor, accountId: string,
   return Number(row?.n ?? 0);
 }
 
-/** The conversations these accounts replied to (or have replies queued for) today, UTC: rows of account_id, conversation_id. */
-export function conversationsRepliedTodayByAccountQuery(db: Executor, accountIds: string[], now: number) {
-  return todaysReplies(db, todaysFloor(now)).select(['account_id', 'conversation_id']).distinct().where('account_id', 'in', accountIds);
-}
+/**
+ * The conversations these accounts replied to (or have replies queued for) since `floor` (the UTC
+ * day's first id): rows of account_id, conversation_id. Postgres (the accounts as one array).
+ */
+export const conversationsRepliedTodayByAccount = prepared<{ accountIds: string[]; floor: string }>()((db, $) =>
+  todaysReplies(db, $('floor')).select(['account_id', 'conversation_id']).distinct().where('account_id', '=', sql<string>`any(${$('accountIds')}::text[])`));
 
 /** Those rows per account (every account asked for, replied or not). */
 export function repliedByAccount(accountIds: string[], rows: { account_id: string; conversation_id: string }[]): Map<string, Set<string>> {

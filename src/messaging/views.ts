@@ -57,3 +57,10 @@ export function contactView(c: ContactRow) {
     created_at: iso(c.created_at),
   };
 }
+
+/** Every column of a message, named once so that inserts compile once. */
+export const MESSAGE_COLUMNS = Object.keys({
+  id: 1, conversation_id: 1, account_id: 1, direction: 1, provider_message_id: 1, type: 1, text: 1, media: 1, extra: 1, source: 1,
+  status: 1, error: 1, idempotency_key: 1, request_hash: 1, reply_to: 1, sent_by: 1, attempts: 1, next_attempt_at: 1,
+  counted_in_window: 1, provider_timestamp: 1, created_at: 1, updated_at: 1,
+} satisfies Record<keyof MessageRow, 1>) as (keyof MessageRow)[];
