@@ -54,16 +54,17 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
       return { input, id, payload: serializeEvent(id, input, nowMs) };
     });
     const deliveries: DeliveryRow[] = [];
-    for (const { input, id } of chunk) {
+    // Per event of the chunk, how many deliveries it got.
+    const delivered = chunk.map(({ input, id }) => {
+      const before = deliveries.length;
       for (const e of endpoints) if (subscribed(e, input.event)) deliveries.push([newId('whd', nowMs), id, e.id, input.conversation_id ?? null]);
-    }
+      return deliveries.length - before;
+    });
     const rows = chunk.map(({ input, id, payload }): EventRow => [id, input.event, input.account_id, input.conversation_id ?? null, payload]);
-    const seqOf = new Map((await insertEvents(tx, rows, deliveries, nowMs)).map((r) => [r.id, Number(r.seq)]));
-    const perEvent = new Map<string, number>();
-    for (const d of deliveries) perEvent.set(d[1], (perEvent.get(d[1]) ?? 0) + 1);
-    for (const { input, id, payload } of chunk) {
-      stored.push({ id, seq: seqOf.get(id)!, event: input.event, payload, conversation_id: input.conversation_id ?? null, deliveries: perEvent.get(id) ?? 0 });
-    }
+    const seqOf = new Map((await insertEvents(tx, rows, deliveries, nowMs)).map((r) => [r.id, r.seq]));
+    chunk.forEach(({ input, id, payload }, k) => {
+      stored.push({ id, seq: seqOf.get(id)!, event: input.event, payload, conversation_id: input.conversation_id ?? null, deliveries: delivered[k] });
+    });
   }
   return stored;
 }
