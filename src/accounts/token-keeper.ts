@@ -7,6 +7,7 @@ import { TIKTOK_REQUIRED_SCOPES, tiktokClient } from '../providers/tiktok/provid
 import type { Worker } from '../runtime.js';
 import { getAccount, hasUnprocessedInbound, releaseHeldReplies, setAccountStatus } from './store.js';
 import { accessToken, deadRefreshReason, keeperAheadMs, withAccessToken } from './tokens.js';
+import { isPending } from '../messaging/queue.js';
 
 /**
  * The token keeper (worker roles): keeps every active account's access token valid in the
@@ -159,7 +160,7 @@ export function startTokenKeeper(ctx: AppContext): TokenKeeper {
     heldWaiting = false;
     const rows = await ctx.database.db.selectFrom('messages').innerJoin('accounts', 'accounts.id', 'messages.account_id')
       .select(['messages.account_id']).distinct()
-      .where('messages.status', '=', 'held').where('messages.direction', '=', 'outbound').where('accounts.status', '=', 'active').execute();
+      .where(isPending('messages')).where('messages.status', '=', 'held').where('messages.direction', '=', 'outbound').where('accounts.status', '=', 'active').execute();
     for (const { account_id } of rows) {
       const acct = await getAccount(ctx.database.db, account_id);
       if (await hasUnprocessedInbound(ctx.database.db, acct.provider, acct.external_id)) { heldWaiting = true; continue; }

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AppContext } from '../context.js';
+import { isPending } from '../messaging/queue.js';
 
 /**
  * Prometheus metrics. Counters are bumped where things happen; queue depths are read from the
@@ -36,7 +37,7 @@ export class Metrics {
     new Gauge({
       name: 'dmgate_outbound_queued', help: 'Replies queued or held', labelNames: ['status'], registers: [this.registry],
       async collect() {
-        const rows = await db.selectFrom('messages').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).where('status', 'in', ['queued', 'held', 'sending']).groupBy('status').execute();
+        const rows = await db.selectFrom('messages').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).where(isPending()).groupBy('status').execute();
         this.reset();
         for (const r of rows) this.set({ status: r.status }, Number(r.n));
       },

@@ -150,7 +150,8 @@ async function upsertConversation(a: ApplyContext, externalId: string, contact: 
 
 async function insertMessage(tx: Tx, row: MessageRow): Promise<boolean> {
   const res = await tx.insertInto('messages').values(row)
-    .onConflict((oc) => oc.columns(['account_id', 'provider_message_id']).doNothing()).executeTakeFirst();
+    // The unique index is partial (004_partial_message_indexes): the target names its condition.
+    .onConflict((oc) => oc.columns(['account_id', 'provider_message_id']).where('provider_message_id', 'is not', null).doNothing()).executeTakeFirst();
   return Number(res.numInsertedOrUpdatedRows ?? 0) === 1;
 }
 
@@ -218,7 +219,7 @@ async function customerMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kin
   return { events };
 }
 
-const messageByProviderId = prepared<{ accountId: string; providerMessageId: string }>()((db, $) => db.selectFrom('messages').select('id')
+export const messageByProviderId = prepared<{ accountId: string; providerMessageId: string }>()((db, $) => db.selectFrom('messages').select('id')
   .where('account_id', '=', $('accountId')).where('provider_message_id', '=', $('providerMessageId')));
 
 async function businessMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kind: 'business_message' }>, attempts: number): Promise<ApplyOutcome> {

@@ -1,7 +1,7 @@
 import type { AppContext } from '../context.js';
 import { ApiError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { isPostgres, type Tx } from '../db/database.js';
+import { isPostgres, type Executor, type Tx } from '../db/database.js';
 import { boundRow, prepared } from '../db/prepared.js';
 import { withAccessToken } from '../accounts/tokens.js';
 import { TiktokApiError } from '../providers/tiktok/errors.js';
@@ -163,8 +163,11 @@ function rememberReplied(ctx: AppContext, conversationId: string, day: number): 
   m.set(conversationId, day);
 }
 
+/** The reply accepted under this Idempotency-Key, through its (partial, unique) index. */
+export const byIdempotencyKey = (db: Executor, key: string) => db.selectFrom('messages').selectAll().where('idempotency_key', '=', key);
+
 async function findReplay(ctx: AppContext, key: string, hash: string): Promise<MessageRow | null> {
-  const existing = await ctx.database.db.selectFrom('messages').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
+  const existing = await byIdempotencyKey(ctx.database.db, key).executeTakeFirst();
   if (!existing) return null;
   if (existing.request_hash !== hash) {
     throw new ApiError('conflict', 'this Idempotency-Key was already used with a different request body', { message_id: existing.id });

@@ -18,6 +18,7 @@ export type PendingStatus = (typeof PENDING_STATUSES)[number];
  * states its condition with the same literals (a bound parameter proves nothing to the planner).
  */
 export const isPending = (alias = '') => sql<SqlBool>`${sql.raw(alias ? alias + '.' : '')}status in ('queued', 'sending', 'held')`;
+export const isQueued = (alias = '') => sql<SqlBool>`${sql.raw(alias ? alias + '.' : '')}status = 'queued'`;
 export const isOutbound = (alias = '') => sql<SqlBool>`${sql.raw(alias ? alias + '.' : '')}direction = 'outbound'`;
 
 export const DAY_MS = 86_400_000;

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import { ApiError } from '../core/errors.js';
-import { parseJson, type Tx } from '../db/database.js';
+import { parseJson, type Executor, type Tx } from '../db/database.js';
 import { releaseLease, tryAcquireLease } from '../db/leases.js';
 import { prepared } from '../db/prepared.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
@@ -16,7 +16,7 @@ import { tiktokClient } from '../providers/tiktok/provider.js';
 import type { Worker } from '../runtime.js';
 import { committerFor, type Committer } from './committer.js';
 import { templateAsText, type Template } from './content.js';
-import { idFloor, idTime, isOutbound, isPending, preview, statusEvent } from './queue.js';
+import { idFloor, idTime, isOutbound, isPending, isQueued, preview, statusEvent } from './queue.js';
 import { gateFor, paced } from './rate-gate.js';
 import { iso, messageView, type MessageRow } from './views.js';
 import { WINDOW_POLICIES, windowAt } from './window.js';
@@ -198,8 +198,7 @@ export class Sender {
     if (this.discovering) { this.rediscover = true; return; }
     this.discovering = (async () => {
       const now = this.ctx.clock();
-      const rows = await this.ctx.database.db.selectFrom('messages').select('account_id')
-        .where('status', '=', 'queued').where('next_attempt_at', '<=', now).groupBy('account_id').execute();
+      const rows = await dueAccounts(this.ctx.database.db, now).execute();
       for (const r of rows) this.lane(r.account_id).due();
       if (Date.now() - this.lastSweep > SWEEP_EVERY_MS) {
         this.lastSweep = Date.now();
@@ -223,7 +222,7 @@ export class Sender {
   private async recoverStale(): Promise<void> {
     const now = this.ctx.clock();
     const mine = [...this.lanes.values()].flatMap((l) => l.inflightIds());
-    let q = this.ctx.database.db.selectFrom('messages').select('id').where('status', '=', 'sending').where('updated_at', '<', now - STALE_SENDING_MS);
+    let q = staleSending(this.ctx.database.db, now - STALE_SENDING_MS);
     if (mine.length) q = q.where('id', 'not in', mine);
     const stale = await q.limit(500).execute();
     if (!stale.length) return;
@@ -304,6 +303,14 @@ const MAX_STALE_LOOKUPS = 20;
 const STALE_LOOKUP_BUDGET_MS = 5_000;
 
 interface TikTokSend { providerMessageId: string; timestampMs: number }
+
+/** Accounts with replies due by `now` (retries, restarts), through the partial index of queued replies. */
+export const dueAccounts = (db: Executor, now: number) => db.selectFrom('messages').select('account_id')
+  .where(isQueued()).where('next_attempt_at', '<=', now).groupBy('account_id');
+
+/** Replies left `sending` since before `before`, through the partial index of pending replies. */
+export const staleSending = (db: Executor, before: number) => db.selectFrom('messages').select('id')
+  .where(isPending()).where('status', '=', 'sending').where('updated_at', '<', before);
 
 /**
  * The echo TikTok sent for this reply, recorded as a message of its own: an API send in the same
