@@ -28,3 +28,18 @@ export function rowsAs(db: Executor, columns: [name: string, type: 'text' | 'big
   const picks = columns.map(([name], i) => `value ->> ${i} as ${name}`).join(', ');
   return sql`(select ${sql.raw(picks)} from json_each(${JSON.stringify(rows)})) as ${sql.id(alias)}`;
 }
+
+/**
+ * Postgres: a statement that updates several conversations locks each row as its plan reaches it,
+ * in an order no one chose, and two such statements in concurrent transactions (a batch of results
+ * and a batch of accepts) could each hold a row the other waits for: a deadlock, which Postgres
+ * breaks only after deadlock_timeout (a second by default), failing one batch. Joined to `x.id`,
+ * this CTE (`l`) locks the rows first, in id order, the order every other multi-row lock of
+ * conversations takes (accept-batch.ts lockConversations).
+ */
+export function conversationsLockedInOrder(ids: unknown): { cte: RawBuilder<unknown>; join: RawBuilder<unknown> } {
+  return {
+    cte: sql`l as materialized (select id from conversations where id = any(${ids}::text[]) order by id for update)`,
+    join: sql` join l on l.id = x.id`,
+  };
+}

@@ -8,6 +8,7 @@ import { MESSAGE_COLUMNS, type ConversationRow, type MessageRow } from './views.
 import type { WindowPolicy } from '../providers/types.js';
 import { conversationsRepliedTodayByAccount, idFloor, repliedByAccount, utcDayStart } from './queue.js';
 import { runScript } from '../db/pg-script.js';
+import { conversationsLockedInOrder } from '../db/row-sets.js';
 import { windowAt } from './window.js';
 
 /**
@@ -265,12 +266,12 @@ function insertMessages(rows: unknown, where: RawBuilder<unknown>) {
  * replies only if it is still as its requests read it (the compare-and-set), and only the replies
  * of conversations that did are inserted. Inputs are JSON: the text is the same whatever the batch.
  */
-const takeQuotaAndInsert = prepared<{ input: string; ids: string[]; now: number; rows: string }>()((_db, $) => sql<{ id: string }>`with input as (
+export const takeQuotaAndInsert = prepared<{ input: string; ids: string[]; now: number; rows: string }>()((_db, $) => sql<{ id: string }>`with input as (
     select * from jsonb_to_recordset(${$('input')}::jsonb) as x(id text, seen_count bigint, seen_inbound bigint, take bigint)
-  ), taken as (
+  ), ${conversationsLockedInOrder($('ids')).cte}, taken as (
     -- (The id list lets the planner go through the primary key: it cannot see into the JSON.)
     update conversations c set outbound_since_inbound = c.outbound_since_inbound + x.take, updated_at = ${$('now')}
-    from input x
+    from input x${conversationsLockedInOrder($('ids')).join}
     where c.id = any(${$('ids')}::text[])
       and c.id = x.id and c.outbound_since_inbound = x.seen_count and c.last_inbound_at is not distinct from x.seen_inbound
     returning c.id

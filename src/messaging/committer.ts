@@ -2,9 +2,9 @@ import { sql, type SqlBool } from 'kysely';
 import type { AppContext } from '../context.js';
 import { Batches } from '../core/batches.js';
 import { ApiError } from '../core/errors.js';
-import type { Tx } from '../db/database.js';
+import { isPostgres, type Tx } from '../db/database.js';
 import { prepared } from '../db/prepared.js';
-import { inListOf, listValue, rowsAs } from '../db/row-sets.js';
+import { conversationsLockedInOrder, inListOf, listValue, rowsAs } from '../db/row-sets.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
 
@@ -174,13 +174,15 @@ async function sentAll(tx: Tx, sents: SentRecord[], now: number, events: EventIn
   for (const s of sents) if ((latest.get(s.conversationId)?.providerTs ?? -1) <= s.providerTs) latest.set(s.conversationId, s);
   const convs = rowsAs(tx, [['id', 'text'], ['ts', 'bigint'], ['preview', 'text']], [...latest.values()].map((s) => [s.conversationId, s.providerTs, s.preview]));
   // Expressions over the row, not values read earlier: accepts and ingest update these rows too.
-  await sql`update conversations set
+  // On Postgres the rows are locked first, in id order (conversationsLockedInOrder).
+  const locked = isPostgres(tx) ? conversationsLockedInOrder([...latest.keys()]) : null;
+  await sql`${locked ? sql`with ${locked.cte} ` : sql``}update conversations set
       last_outbound_at = case when coalesce(last_outbound_at, 0) < x.ts then x.ts else last_outbound_at end,
       last_message_preview = case when coalesce(last_message_at, 0) <= x.ts then x.preview else last_message_preview end,
       last_message_at = case when coalesce(last_message_at, 0) < x.ts then x.ts else last_message_at end,
       first_unanswered_at = case when coalesce(last_inbound_at, 0) <= x.ts then null else first_unanswered_at end,
       updated_at = ${now}
-    from ${convs} where conversations.id = x.id`.execute(tx);
+    from ${convs}${locked ? locked.join : sql``} where conversations.id = x.id`.execute(tx);
   sents.forEach((s, i) => events.push(...s.events(read[i])));
   return sents.map(() => ({ ok: true, value: undefined }));
 }
