@@ -6,6 +6,7 @@ import { messageByProviderId } from '../src/ingest/apply.js';
 import { byIdempotencyKey } from '../src/messaging/accept.js';
 import { dueAccounts, staleSending } from '../src/messaging/sender.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
+import { postgresPlans, tableScans } from './helpers/plans.js';
 
 /**
  * The partial indexes of messages (004_partial_message_indexes) hold only the rows their lookups
@@ -24,25 +25,8 @@ describe(`lookups through the partial indexes of messages (${TEST_DB})`, () => {
       const rows = database.sqlite!.prepare(`explain query plan ${text}`).all(...parameters.map(() => null)) as { detail: string }[];
       return rows.map((r) => /^(?:SEARCH|SCAN) messages\b(?: USING (?:COVERING )?INDEX (\w+))?/.exec(r.detail)).filter((m) => m !== null).map((m) => m[1] ?? 'full scan');
     }
-    return database.db.connection().execute(async (conn) => {
-      const found: string[] = [];
-      await conn.executeQuery(CompiledQuery.raw(`prepare index_check as ${text}`));
-      try {
-        for (const mode of ['force_custom_plan', 'force_generic_plan']) {
-          await conn.executeQuery(CompiledQuery.raw(`set plan_cache_mode = ${mode}`));
-          const args = parameters.map((p) => (typeof p === 'number' ? String(p) : `'${String(p).replace(/'/g, "''")}'`)).join(', ');
-          const { rows } = await conn.executeQuery<{ 'QUERY PLAN': string }>(CompiledQuery.raw(`explain execute index_check${args ? `(${args})` : ''}`));
-          for (const r of rows) {
-            const m = /(?:Index Scan|Index Only Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\w+)|Seq Scan on messages/.exec(r['QUERY PLAN']);
-            if (m) found.push(m[1] ?? 'full scan');
-          }
-        }
-      } finally {
-        await conn.executeQuery(CompiledQuery.raw('deallocate index_check'));
-        await conn.executeQuery(CompiledQuery.raw('reset plan_cache_mode'));
-      }
-      return found;
-    });
+    return (await postgresPlans(database.db, { sql: text, parameters }))
+      .flatMap(({ plan }) => tableScans(plan, ['messages']).map(([index]) => (index === 'Seq Scan' ? 'full scan' : index)));
   }
 
   async function fill(database: Database): Promise<void> {

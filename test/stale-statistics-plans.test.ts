@@ -6,15 +6,7 @@ import { postgresLookups } from '../src/ingest/apply.js';
 import { claimQueued } from '../src/messaging/committer.js';
 import { conversationsRepliedTodayByAccount, idFloor, repliesSentAfter, replyInConversationToday, utcDayStart } from '../src/messaging/queue.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
-
-interface PlanNode { 'Node Type': string; 'Relation Name'?: string; 'Index Name'?: string; 'Index Cond'?: string; 'Recheck Cond'?: string; Plans?: PlanNode[] }
-
-/** Every scan of these tables in a plan: [index or scan type, the condition it reads by]. */
-function tableScans(node: PlanNode, tables: string[], out: [string, string][] = []): [string, string][] {
-  if (tables.includes(node['Relation Name'] ?? '') && node['Node Type'].endsWith('Scan')) out.push([node['Index Name'] ?? node['Node Type'], node['Index Cond'] ?? node['Recheck Cond'] ?? '']);
-  for (const child of node.Plans ?? []) tableScans(child, tables, out);
-  return out;
-}
+import { postgresPlans, tableScans, type PlanNode } from './helpers/plans.js';
 
 /**
  * Postgres plans each run of a prepared statement for its values, or generically once it has run a
@@ -47,25 +39,9 @@ describe(`hot statements keep to their account, conversation or ids under stale 
     await sql`analyze`.execute(db().db);
     await messages('outbound', 5_000_000);
 
-    const literal = (v: unknown): string => (Array.isArray(v) ? `array[${v.map(literal).join(', ')}]::text[]`
-      : typeof v === 'number' ? String(v) : `'${String(v).replace(/'/g, "''")}'`);
-    /** The plans Postgres may use for a prepared statement: for these values, and generic (as after a few runs). */
-    const scans = async <P extends object>(query: Prepared<P, unknown>, params: P) => db().db.connection().execute(async (conn) => {
-      const bound = query.bound(conn, params);
-      await sql.raw(`prepare plan_check as ${bound.sql}`).execute(conn);
-      const out: [string, string][] = [];
-      try {
-        for (const mode of ['force_custom_plan', 'force_generic_plan']) {
-          await sql.raw(`set plan_cache_mode = ${mode}`).execute(conn);
-          const { rows } = await sql.raw<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`explain (format json) execute plan_check(${bound.parameters.map(literal).join(', ')})`).execute(conn);
-          out.push(...tableScans(rows[0]['QUERY PLAN'][0].Plan, ['messages']).map(([index, cond]): [string, string] => [`${mode}: ${index}`, cond]));
-        }
-      } finally {
-        await sql`deallocate plan_check`.execute(conn);
-        await sql`reset plan_cache_mode`.execute(conn);
-      }
-      return out;
-    });
+    /** The scans of messages in the plans Postgres may use for a prepared statement (helpers/plans.ts). */
+    const scans = async <P extends object>(query: Prepared<P, unknown>, params: P) => (await postgresPlans(db().db, query.bound(db().db, params)))
+      .flatMap(({ mode, plan }) => tableScans(plan, ['messages']).map(([index, cond]): [string, string] => [`${mode}: ${index}`, cond]));
 
     const ids = ['conv_1_1', 'conv_2_5', 'conv_3_9'];
     for (const found of [

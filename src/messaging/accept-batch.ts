@@ -266,17 +266,20 @@ function insertMessages(rows: unknown, where: RawBuilder<unknown>) {
  * replies only if it is still as its requests read it (the compare-and-set), and only the replies
  * of conversations that did are inserted. Inputs are JSON: the text is the same whatever the batch.
  */
-export const takeQuotaAndInsert = prepared<{ input: string; ids: string[]; now: number; rows: string }>()((_db, $) => sql<{ id: string }>`with input as (
+export const takeQuotaAndInsert = prepared<{ input: string; ids: string[]; now: number; rows: string }>()((_db, $) => {
+  const locked = conversationsLockedInOrder($('ids'));
+  return sql<{ id: string }>`with input as (
     select * from jsonb_to_recordset(${$('input')}::jsonb) as x(id text, seen_count bigint, seen_inbound bigint, take bigint)
-  ), ${conversationsLockedInOrder($('ids')).cte}, taken as (
+  ), ${locked.cte}, taken as (
     -- (The id list lets the planner go through the primary key: it cannot see into the JSON.)
     update conversations c set outbound_since_inbound = c.outbound_since_inbound + x.take, updated_at = ${$('now')}
-    from input x${conversationsLockedInOrder($('ids')).join}
+    from input x${locked.join}
     where c.id = any(${$('ids')}::text[])
       and c.id = x.id and c.outbound_since_inbound = x.seen_count and c.last_inbound_at is not distinct from x.seen_inbound
     returning c.id
   )
-  ${insertMessages($('rows'), sql`where m.conversation_id in (select id from taken)`)}`);
+  ${insertMessages($('rows'), sql`where m.conversation_id in (select id from taken)`)}`;
+});
 
 /** First replies of the day, decided under the locks: their conversations' new counts set and the replies inserted. */
 const setQuotaAndInsert = prepared<{ counts: string; ids: string[]; now: number; rows: string }>()((_db, $) => sql<{ id: string }>`with input as (

@@ -344,12 +344,12 @@ const pendingOfAccount = (db: Tx | AppContext['database']['db'], accountId: stri
   .where('m.account_id', '=', accountId).where(isPending('m'));
 
 /**
- * All of them, oldest first, through the partial index on pending rows. Without the always-true
- * `conversation_id > ''` SQLite's planner takes messages_provider_id instead (every message the
- * account ever had, then a sort): a read whose cost grew with the history.
+ * All of them, oldest first, through the partial index on pending rows. (Until messages_provider_id
+ * became partial, SQLite's planner preferred it, every message the account ever had, unless the
+ * query added an always-true `conversation_id > ''`.)
  */
 export const pendingOf = prepared<{ accountId: string }>()((db, $) => pendingOfAccount(db, $('accountId'))
-  .where('m.conversation_id', '>', '').orderBy('m.id').limit(FETCH_LIMIT));
+  .orderBy('m.id').limit(FETCH_LIMIT));
 
 /** Those accepted after `floor` (through messages_outbound_account: the account's id range). */
 export const pendingSince = prepared<{ accountId: string; floor: string }>()((db, $) => pendingOfAccount(db, $('accountId'))
