@@ -6,7 +6,7 @@ import { messageByProviderId } from '../src/ingest/apply.js';
 import { byIdempotencyKey } from '../src/messaging/accept.js';
 import { dueAccounts, staleSending } from '../src/messaging/sender.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
-import { postgresPlans, tableScans } from './helpers/plans.js';
+import { indexesUsed as plannedIndexes } from './helpers/plans.js';
 
 /**
  * The partial indexes of messages (004_partial_message_indexes) hold only the rows their lookups
@@ -18,16 +18,7 @@ describe(`lookups through the partial indexes of messages (${TEST_DB})`, () => {
   const db = fileDatabase();
   const now = 1_800_000_000_000;
 
-  /** The indexes of messages a query's plan reads by (Postgres: custom and generic plans). */
-  async function indexesUsed(database: Database, query: Compilable<unknown> | CompiledQuery<unknown>): Promise<string[]> {
-    const { sql: text, parameters } = 'compile' in query ? query.compile() : query;
-    if (database.dialect === 'sqlite') {
-      const rows = database.sqlite!.prepare(`explain query plan ${text}`).all(...parameters.map(() => null)) as { detail: string }[];
-      return rows.map((r) => /^(?:SEARCH|SCAN) messages\b(?: USING (?:COVERING )?INDEX (\w+))?/.exec(r.detail)).filter((m) => m !== null).map((m) => m[1] ?? 'full scan');
-    }
-    return (await postgresPlans(database.db, { sql: text, parameters }))
-      .flatMap(({ plan }) => tableScans(plan, ['messages']).map(([index]) => (index === 'Seq Scan' ? 'full scan' : index)));
-  }
+  const indexesUsed = (database: Database, query: Compilable<unknown> | CompiledQuery<unknown>) => plannedIndexes(database, query, ['messages']);
 
   async function fill(database: Database): Promise<void> {
     // Enough messages that a full scan costs more than any index (Postgres plans by cost), analyzed.

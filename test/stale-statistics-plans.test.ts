@@ -85,7 +85,9 @@ describe(`batched lookups probe both columns on a store without statistics (${TE
     };
     for (const [found, pattern] of [
       [await scans(postgresLookups.contacts('tiktok', keys('u_'))), /provider = .*external_id = /],
-      [await scans(postgresLookups.conversations('acct_1', keys('x_'), true)), /account_id = .*external_id = /],
+      [await scans(postgresLookups.conversations('acct_1', keys('x_'), false)), /account_id = .*external_id = /],
+      // Locking: found by both columns, then locked through the primary key (in id order).
+      [await scans(postgresLookups.conversations('acct_1', keys('x_'), true)), /account_id = .*external_id = |^conversations_pkey: \(id = ANY/],
       [await scans(postgresLookups.messagesStored('acct_1', keys('pm_'))), /account_id = .*provider_message_id = /],
     ] as const) {
       expect(found.length).toBeGreaterThan(0);
@@ -94,5 +96,6 @@ describe(`batched lookups probe both columns on a store without statistics (${TE
     // And the rows are the ones asked for.
     expect((await postgresLookups.contacts('tiktok', ['u_7', 'u_9', 'nobody']).execute(db().db)).rows.map((r) => r.id).sort()).toEqual(['ct_7', 'ct_9']);
     expect((await postgresLookups.messagesStored('acct_1', ['pm_1', 'pm_2', 'pm_none']).execute(db().db)).rows[0].n).toBe(2);
+    expect((await postgresLookups.conversations('acct_1', ['x_9', 'x_7', 'nobody'], true).execute(db().db)).rows.map((r) => r.id)).toEqual(['conv_7', 'conv_9']);
   });
 });

@@ -6,6 +6,7 @@ import { currentTiktokWebhook } from '../providers/tiktok/webhook-registration.j
 import { backfillState } from './backfill.js';
 import { getAccount } from './store.js';
 import { withAccessToken } from './tokens.js';
+import { inboundWaiting } from '../ingest/inbound-log.js';
 import { isPending } from '../messaging/queue.js';
 
 export const expectedWebhookUrl = (ctx: AppContext) => `${ctx.config.publicUrl}/webhooks/tiktok`;
@@ -76,7 +77,7 @@ export async function accountHealth(ctx: AppContext, accountId: string) {
   const count = async (table: 'messages' | 'inbound_events', status: string) => {
     const q = table === 'messages'
       ? db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).where('account_id', '=', acct.id).where(isPending()).where('direction', '=', 'outbound').where('status', '=', status as 'held')
-      : db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<number>().as('n')).where('provider', '=', acct.provider).where('business_id', '=', acct.external_id).where('status', '=', status as 'held');
+      : db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<number>().as('n')).where('provider', '=', acct.provider).where('business_id', '=', acct.external_id).where(inboundWaiting()).where('status', '=', status as 'held');
     return Number((await q.executeTakeFirstOrThrow()).n);
   };
   const webhook = ctx.config.sandbox ? { ok: null, callback_url: null, expected: expectedWebhookUrl(ctx), error: 'sandbox mode wires its own webhook' } : await webhookWiring(ctx);

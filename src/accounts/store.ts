@@ -7,6 +7,7 @@ import { parseJson, type Executor, type Tx } from '../db/database.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { TokenSet } from '../providers/tiktok/api-client.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
+import { inboundWaiting } from '../ingest/inbound-log.js';
 import { statusEvent } from '../messaging/queue.js';
 import { WINDOW_POLICIES, windowAt } from '../messaging/window.js';
 import { noteTokenLifetime } from './tokens.js';
@@ -102,8 +103,7 @@ export async function saveConnectedAccount(
     }];
     if (status === 'active') {
       // Webhooks kept while it was disconnected are processed now, in their order.
-      await tx.updateTable('inbound_events').set({ status: 'pending', next_attempt_at: now })
-        .where('provider', '=', provider).where('business_id', '=', tokens.openId).where('status', '=', 'held').execute();
+      await releaseHeldInbound(tx, provider, tokens.openId, now).execute();
       const account = await getAccount(tx, id);
       events.push(...await releaseHeldReplies(ctx, tx, account, now, { inboundPending: await hasUnprocessedInbound(tx, provider, tokens.openId) }));
       if (ctx.config.backfillDays > 0) {
@@ -157,10 +157,18 @@ export async function setAccountStatus(
 
 /** Whether webhooks of the business wait to be processed (held while disconnected, or pending). */
 export async function hasUnprocessedInbound(db: Executor, provider: string, businessId: string): Promise<boolean> {
-  const row = await db.selectFrom('inbound_events').select('seq').where('provider', '=', provider).where('business_id', '=', businessId)
-    .where('status', 'in', ['pending', 'held']).limit(1).executeTakeFirst();
-  return Boolean(row);
+  return Boolean(await waitingInbound(db, provider, businessId).executeTakeFirst());
 }
+
+/** One webhook of the business that waits to be processed (through inbound_events_waiting). */
+export const waitingInbound = (db: Executor, provider: string, businessId: string) =>
+  db.selectFrom('inbound_events').select('seq').where('provider', '=', provider).where('business_id', '=', businessId)
+    .where(inboundWaiting()).limit(1);
+
+/** Puts the webhooks kept while the business was disconnected back in the processor's queue, in their order. */
+export const releaseHeldInbound = (db: Executor, provider: string, businessId: string, now: number) =>
+  db.updateTable('inbound_events').set({ status: 'pending', next_attempt_at: now })
+    .where('provider', '=', provider).where('business_id', '=', businessId).where(inboundWaiting()).where('status', '=', 'held');
 
 interface PendingReply {
   id: string;

@@ -4,6 +4,7 @@ import * as m001 from './migrations/001_initial.js';
 import * as m002 from './migrations/002_delivery_indexes.js';
 import * as m003 from './migrations/003_outbound_queue.js';
 import * as m004 from './migrations/004_partial_message_indexes.js';
+import * as m005 from './migrations/005_partial_queue_indexes.js';
 
 /** Every migration, in order. Migrations are code, bundled with the build. */
 const MIGRATIONS: Record<string, { up: (db: Kysely<unknown>, dialect: Dialect) => Promise<void> }> = {
@@ -11,6 +12,7 @@ const MIGRATIONS: Record<string, { up: (db: Kysely<unknown>, dialect: Dialect) =
   '002_delivery_indexes': m002,
   '003_outbound_queue': m003,
   '004_partial_message_indexes': m004,
+  '005_partial_queue_indexes': m005,
 };
 
 async function migrator(database: Database): Promise<Migrator> {

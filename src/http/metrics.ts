@@ -1,7 +1,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AppContext } from '../context.js';
+import { inboundPending } from '../ingest/inbound-log.js';
 import { isPending } from '../messaging/queue.js';
+import { deliveryActive, deliveryFailed } from '../webhooks/delivery-status.js';
 
 /**
  * Prometheus metrics. Counters are bumped where things happen; queue depths are read from the
@@ -24,15 +26,15 @@ export class Metrics {
     const count = async (q: Promise<{ n: number | string | bigint } | undefined>) => Number((await q)?.n ?? 0);
     new Gauge({
       name: 'dmgate_inbound_backlog', help: 'Stored provider webhooks not yet processed', registers: [this.registry],
-      async collect() { this.set(await count(db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '=', 'pending').executeTakeFirst())); },
+      async collect() { this.set(await count(db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<number>().as('n')).where(inboundPending()).executeTakeFirst())); },
     });
     new Gauge({
       name: 'dmgate_deliveries_pending', help: 'Webhook deliveries waiting or in flight', registers: [this.registry],
-      async collect() { this.set(await count(db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where('status', 'in', ['pending', 'delivering']).executeTakeFirst())); },
+      async collect() { this.set(await count(db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where(deliveryActive()).executeTakeFirst())); },
     });
     new Gauge({
       name: 'dmgate_deliveries_dead_lettered', help: 'Webhook deliveries that exhausted their retries', registers: [this.registry],
-      async collect() { this.set(await count(db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '=', 'failed').executeTakeFirst())); },
+      async collect() { this.set(await count(db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where(deliveryFailed()).executeTakeFirst())); },
     });
     new Gauge({
       name: 'dmgate_outbound_queued', help: 'Replies queued or held', labelNames: ['status'], registers: [this.registry],

@@ -60,17 +60,26 @@ async function contactsByExternalId(tx: Tx, provider: string, externalIds: strin
   return (await postgresLookups.contacts(provider, externalIds).execute(tx)).rows;
 }
 
-/** Locks (on Postgres) in the order of the keys: sorted, so two batches never wait on each other's rows crosswise. */
 async function conversationsByExternalId(tx: Tx, accountId: string, externalIds: string[], lock: boolean): Promise<ConversationRow[]> {
   if (!isPostgres(tx)) return tx.selectFrom('conversations').selectAll().where('account_id', '=', accountId).where('external_id', 'in', externalIds).execute();
-  return (await postgresLookups.conversations(accountId, [...externalIds].sort(), lock).execute(tx)).rows;
+  return (await postgresLookups.conversations(accountId, externalIds, lock).execute(tx)).rows;
 }
 
 export const postgresLookups = {
   contacts: (provider: string, externalIds: string[]) => sql<ContactRow>`select c.* from unnest(${externalIds}::text[]) as k(id)
     cross join lateral (select * from contacts where provider = ${provider} and external_id = k.id limit 1) as c`,
-  conversations: (accountId: string, externalIds: string[], lock: boolean) => sql<ConversationRow>`select c.* from unnest(${externalIds}::text[]) as k(id)
-    cross join lateral (select * from conversations where account_id = ${accountId} and external_id = k.id ${lock ? sql`for update` : sql``}) as c`,
+  /**
+   * With `lock`, the rows are locked in id order, the order of every other multi-row lock of
+   * conversations (row-sets.ts conversationsLockedInOrder): found first, then locked through the
+   * primary key, which returns them in that order.
+   */
+  conversations: (accountId: string, externalIds: string[], lock: boolean) => {
+    const found = sql`select c.* from unnest(${externalIds}::text[]) as k(id)
+      cross join lateral (select * from conversations where account_id = ${accountId} and external_id = k.id limit 1) as c`;
+    return lock
+      ? sql<ConversationRow>`select * from conversations where id = any(array(select f.id from (${found}) as f)) order by id for update`
+      : sql<ConversationRow>`${found}`;
+  },
   /** How many of these TikTok message ids the account already has (the history backfill's dedup count). */
   messagesStored: (accountId: string, providerIds: string[]) => sql<{ n: number }>`select count(*)::int as n from unnest(${providerIds}::text[]) as k(id)
     cross join lateral (select 1 from messages where account_id = ${accountId} and provider_message_id = k.id limit 1) as m`,

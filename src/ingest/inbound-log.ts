@@ -1,4 +1,5 @@
 import type BetterSqlite3 from 'better-sqlite3';
+import { sql, type SqlBool } from 'kysely';
 import { Batches } from '../core/batches.js';
 import type { Database } from '../db/database.js';
 
@@ -10,6 +11,15 @@ export interface InboundRow {
   body: string;
   receivedAt: number;
 }
+
+/**
+ * Literal SQL for the conditions of the log's partial indexes (migration 005): SQLite uses a
+ * partial index only when the query states its condition with the same literals.
+ */
+/** Waiting to be processed: inbound_events_due. */
+export const inboundPending = () => sql<SqlBool>`status = 'pending'`;
+/** Not processed yet, pending or held while its account is disconnected: inbound_events_waiting. */
+export const inboundWaiting = () => sql<SqlBool>`status in ('pending', 'held')`;
 
 interface Pending { row: InboundRow; resolve: () => void; reject: (err: unknown) => void }
 

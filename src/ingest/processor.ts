@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../context.js';
+import type { Executor } from '../db/database.js';
 import { tryAcquireLease } from '../db/leases.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
@@ -7,6 +8,7 @@ import { decodeTiktokWebhook, type TiktokEnvelope } from '../providers/tiktok/we
 import type { ProviderEvent } from '../providers/types.js';
 import type { AccountRow } from '../accounts/store.js';
 import { applyProviderEvent, preloadBatch, type BatchKeys } from './apply.js';
+import { inboundPending } from './inbound-log.js';
 import { fetchRecentMessages } from './sync.js';
 import type { Worker } from '../runtime.js';
 
@@ -26,6 +28,11 @@ interface StoredRow { seq: number; business_id: string | null; body: string; att
 /** A stored webhook with its provider events, decoded once per batch. */
 interface Row extends StoredRow { events: ProviderEvent[] }
 type Decision = { status: 'processed' | 'ignored' | 'held'; error?: string } | { defer: string };
+
+/** The next webhooks to process, in arrival order (through inbound_events_due). */
+export const dueInboundEvents = (db: Executor, now: number, limit: number) =>
+  db.selectFrom('inbound_events').select(['seq', 'business_id', 'body', 'attempts', 'event_type'])
+    .where(inboundPending()).where('next_attempt_at', '<=', now).orderBy('seq').limit(limit);
 
 /**
  * Turns stored webhooks into conversations, messages and events, in arrival order. One processor
@@ -62,8 +69,7 @@ export function startProcessor(ctx: AppContext): Worker {
       if (pressured) await new Promise((r) => setTimeout(r, PRESSURED_PAUSE_MS));
       const limit = pressured ? PRESSURED_BATCH : BATCH;
       const now = ctx.clock();
-      const rows = await ctx.database.db.selectFrom('inbound_events').select(['seq', 'business_id', 'body', 'attempts', 'event_type'])
-        .where('status', '=', 'pending').where('next_attempt_at', '<=', now).orderBy('seq').limit(limit).execute();
+      const rows = await dueInboundEvents(ctx.database.db, now, limit).execute();
       if (!rows.length) return;
       await processBatch(ctx, rows);
       if (ctx.database.dialect === 'postgres' && ctx.clock() - leasedAt > LEASE_MS / 3) {

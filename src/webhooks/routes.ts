@@ -10,6 +10,7 @@ import { serializeEvent } from '../events/outbox.js';
 import { EVENT_TYPES } from '../events/types.js';
 import { requireAdmin } from '../http/principal.js';
 import { errorResponses, IdParams, ListQuery, listOf, Nullable } from '../http/schemas.js';
+import { deliveryFailed } from './delivery-status.js';
 import { generateSecret } from './signing.js';
 import { checkWebhookUrl } from './ssrf.js';
 
@@ -332,7 +333,7 @@ export function endpointRoutes(ctx: AppContext): FastifyPluginAsync {
       const now = ctx.clock();
       let q = db.updateTable('deliveries')
         .set({ status: 'pending', attempts: 0, next_attempt_at: now, locked_until: null, updated_at: now })
-        .where('endpoint_id', '=', row.id).where('status', '=', 'failed').where('created_at', '>=', since);
+        .where('endpoint_id', '=', row.id).where(deliveryFailed()).where('created_at', '>=', since);
       if (until !== undefined) q = q.where('created_at', '<', until);
       const result = await q.executeTakeFirst();
       const recovered = Number(result.numUpdatedRows);

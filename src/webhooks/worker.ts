@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import type { Executor } from '../db/database.js';
 import { newId } from '../core/ids.js';
+import { deliveryActive, deliveryPending } from './delivery-status.js';
 import { HttpPoster, type PostResult } from './http-post.js';
 import { decide, type Outcome } from './schedule.js';
 import { signatureHeaders, signingKey } from './signing.js';
@@ -53,6 +54,37 @@ const LEASE_SWEEP_EVERY_MS = 2_000;
 const FLUSH_RETRY_MS = 500;
 /** Outcomes finishing within this window share one transaction (one fsync). */
 const FLUSH_DELAY_MS = 10;
+
+/**
+ * Due deliveries of enabled endpoints, oldest first (through deliveries_due); for an ordered
+ * endpoint, only a conversation's oldest unfinished one (through deliveries_active_order).
+ */
+export const dueDeliveries = (db: Executor, now: number, limit: number) =>
+  db.selectFrom('deliveries as d')
+    .innerJoin('webhook_endpoints as e', 'e.id', 'd.endpoint_id')
+    .select(['d.id', 'd.event_id', 'd.endpoint_id', 'd.attempts', 'e.ordered', 'e.url', 'e.secret_enc'])
+    .where(deliveryPending('d'))
+    .where('d.next_attempt_at', '<=', now)
+    .where('e.enabled', '=', 1)
+    .where((eb) => eb.or([
+      eb('e.ordered', '=', 0),
+      eb('d.conversation_id', 'is', null),
+      eb.not(eb.exists(
+        eb.selectFrom('deliveries as p').select(sql<number>`1`.as('one'))
+          .whereRef('p.endpoint_id', '=', 'd.endpoint_id')
+          .whereRef('p.conversation_id', '=', 'd.conversation_id')
+          .whereRef('p.event_seq', '<', 'd.event_seq')
+          .where(deliveryActive('p')),
+      )),
+    ]))
+    .orderBy('d.next_attempt_at').orderBy('d.event_seq')
+    .limit(limit);
+
+/** Puts deliveries whose lease expired back in the queue (through deliveries_active_order). */
+export const expiredLeases = (db: Executor, now: number) =>
+  db.updateTable('deliveries')
+    .set({ status: 'pending', locked_until: null, next_attempt_at: now, updated_at: now })
+    .where(deliveryActive()).where('status', '=', 'delivering').where('locked_until', '<', now);
 
 export function startDeliveryWorker(ctx: AppContext): DeliveryWorker {
   const worker = new Worker(ctx);
@@ -116,9 +148,7 @@ class Worker {
   private async sweepLeases(now: number): Promise<void> {
     const mine = [...this.held];
     try {
-      let q = this.db.updateTable('deliveries')
-        .set({ status: 'pending', locked_until: null, next_attempt_at: now, updated_at: now })
-        .where('status', '=', 'delivering').where('locked_until', '<', now);
+      let q = expiredLeases(this.db, now);
       if (mine.length) q = q.where('id', 'not in', mine);
       await q.execute();
     } catch (err) {
@@ -176,25 +206,7 @@ class Worker {
     const cap = this.ctx.config.deliveryPerEndpoint;
     const lockedUntil = now + this.ctx.config.deliveryTimeoutMs + LEASE_MARGIN_MS;
     const run = async (db: Executor) => {
-      let q = db.selectFrom('deliveries as d')
-        .innerJoin('webhook_endpoints as e', 'e.id', 'd.endpoint_id')
-        .select(['d.id', 'd.event_id', 'd.endpoint_id', 'd.attempts', 'e.ordered', 'e.url', 'e.secret_enc'])
-        .where('d.status', '=', 'pending')
-        .where('d.next_attempt_at', '<=', now)
-        .where('e.enabled', '=', 1)
-        .where((eb) => eb.or([
-          eb('e.ordered', '=', 0),
-          eb('d.conversation_id', 'is', null),
-          eb.not(eb.exists(
-            eb.selectFrom('deliveries as p').select(sql<number>`1`.as('one'))
-              .whereRef('p.endpoint_id', '=', 'd.endpoint_id')
-              .whereRef('p.conversation_id', '=', 'd.conversation_id')
-              .whereRef('p.event_seq', '<', 'd.event_seq')
-              .where('p.status', 'in', ['pending', 'delivering']),
-          )),
-        ]))
-        .orderBy('d.next_attempt_at').orderBy('d.event_seq')
-        .limit(limit);
+      let q = dueDeliveries(db, now, limit);
       if (saturated.length) q = q.where('d.endpoint_id', 'not in', saturated);
       if (this.pg) q = q.forUpdate('d').skipLocked();
       else if (this.held.size) q = q.where('d.id', 'not in', [...this.held]);

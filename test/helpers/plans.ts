@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Compilable, type CompiledQuery, type Kysely } from 'kysely';
+import type { Database } from '../../src/db/database.js';
 import type { DB } from '../../src/db/schema.js';
 
 export interface PlanNode { 'Node Type': string; 'Relation Name'?: string; 'Index Name'?: string; 'Index Cond'?: string; 'Recheck Cond'?: string; Plans?: PlanNode[] }
@@ -40,4 +41,19 @@ export async function postgresPlans(db: Kysely<DB>, query: { sql: string; parame
     }
     return out;
   });
+}
+
+/**
+ * The indexes a statement's plan reads these tables by, or 'full scan' (Postgres: its custom and
+ * generic plans). SQLite names a table by its alias in the statement, so pass aliases as well.
+ */
+export async function indexesUsed(database: Database, query: Compilable<unknown> | CompiledQuery<unknown>, tables: string[]): Promise<string[]> {
+  const { sql: text, parameters } = 'compile' in query ? query.compile() : query;
+  if (database.dialect === 'sqlite') {
+    const rows = database.sqlite!.prepare(`explain query plan ${text}`).all(...parameters.map(() => null)) as { detail: string }[];
+    return rows.map((r) => /^(?:SEARCH|SCAN) (\w+)\b(?: USING (?:COVERING )?INDEX (\w+))?/.exec(r.detail))
+      .filter((m) => m !== null && tables.includes(m[1])).map((m) => m![2] ?? 'full scan');
+  }
+  return (await postgresPlans(database.db, { sql: text, parameters }))
+    .flatMap(({ plan }) => tableScans(plan, tables).map(([index]) => (index === 'Seq Scan' ? 'full scan' : index)));
 }
