@@ -74,11 +74,9 @@ export const postgresLookups = {
    * primary key, which returns them in that order.
    */
   conversations: (accountId: string, externalIds: string[], lock: boolean) => {
-    const found = sql`select c.* from unnest(${externalIds}::text[]) as k(id)
+    const found = sql<ConversationRow>`select c.* from unnest(${externalIds}::text[]) as k(id)
       cross join lateral (select * from conversations where account_id = ${accountId} and external_id = k.id limit 1) as c`;
-    return lock
-      ? sql<ConversationRow>`select * from conversations where id = any(array(select f.id from (${found}) as f)) order by id for update`
-      : sql<ConversationRow>`${found}`;
+    return lock ? sql<ConversationRow>`select * from conversations where id = any(array(select f.id from (${found}) as f)) order by id for update` : found;
   },
   /** How many of these TikTok message ids the account already has (the history backfill's dedup count). */
   messagesStored: (accountId: string, providerIds: string[]) => sql<{ n: number }>`select count(*)::int as n from unnest(${providerIds}::text[]) as k(id)

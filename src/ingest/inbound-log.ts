@@ -1,7 +1,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
-import { sql, type SqlBool } from 'kysely';
 import { Batches } from '../core/batches.js';
 import type { Database } from '../db/database.js';
+import { literalCondition } from '../db/literal-condition.js';
 
 export interface InboundRow {
   provider: string;
@@ -12,14 +12,12 @@ export interface InboundRow {
   receivedAt: number;
 }
 
-/**
- * Literal SQL for the conditions of the log's partial indexes (migration 005): SQLite uses a
- * partial index only when the query states its condition with the same literals.
- */
+/* The conditions of the log's partial indexes (migration 005), as literals (db/literal-condition.ts). */
+
 /** Waiting to be processed: inbound_events_due. */
-export const inboundPending = () => sql<SqlBool>`status = 'pending'`;
+export const inboundPending = () => literalCondition('', 'status', `= 'pending'`);
 /** Not processed yet, pending or held while its account is disconnected: inbound_events_waiting. */
-export const inboundWaiting = () => sql<SqlBool>`status in ('pending', 'held')`;
+export const inboundWaiting = () => literalCondition('', 'status', `in ('pending', 'held')`);
 
 interface Pending { row: InboundRow; resolve: () => void; reject: (err: unknown) => void }
 

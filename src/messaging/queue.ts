@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { sql, type SqlBool } from 'kysely';
+import { sql } from 'kysely';
 import { isPostgres, type Executor } from '../db/database.js';
+import { literalCondition } from '../db/literal-condition.js';
 import { prepared } from '../db/prepared.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
 
@@ -13,13 +14,10 @@ import type { ContactSummary, EventInput } from '../events/types.js';
 export const PENDING_STATUSES = ['queued', 'sending', 'held'] as const;
 export type PendingStatus = (typeof PENDING_STATUSES)[number];
 
-/**
- * Literal SQL for the partial indexes' conditions: SQLite uses a partial index only when the query
- * states its condition with the same literals (a bound parameter proves nothing to the planner).
- */
-export const isPending = (alias = '') => sql<SqlBool>`${sql.raw(alias ? alias + '.' : '')}status in ('queued', 'sending', 'held')`;
-export const isQueued = (alias = '') => sql<SqlBool>`${sql.raw(alias ? alias + '.' : '')}status = 'queued'`;
-export const isOutbound = (alias = '') => sql<SqlBool>`${sql.raw(alias ? alias + '.' : '')}direction = 'outbound'`;
+/** The conditions of the messages' partial indexes (migrations 003 and 004), as literals (db/literal-condition.ts). */
+export const isPending = (alias = '') => literalCondition(alias, 'status', `in ('queued', 'sending', 'held')`);
+export const isQueued = (alias = '') => literalCondition(alias, 'status', `= 'queued'`);
+export const isOutbound = (alias = '') => literalCondition(alias, 'direction', `= 'outbound'`);
 
 export const DAY_MS = 86_400_000;
 export const utcDayStart = (ms: number) => ms - (((ms % DAY_MS) + DAY_MS) % DAY_MS);
