@@ -18,7 +18,8 @@
  *    be 0); the spread between the fastest and the slowest account; CPU per reply.
  * 5. Latency: every customer writes again (fresh quota), then POST /v1/messages at a steady
  *    500 requests/s for BENCH_LATENCY_S seconds while the gateway sends what it accepts; p50/p99
- *    against GET /healthz and GET /v1/messages/{id} at the same rate on the same server.
+ *    against GET /healthz and GET /v1/messages/{id} at the same rate on the same server, and the
+ *    gateway's own measure of the same requests (its request duration histogram in /metrics).
  * 6. Peak memory (VmHWM) of the sending gateway process, against the first process once idle.
  *
  * Runs on SQLite; on PostgreSQL instead when BENCH_DATABASE_URL is set.
@@ -209,19 +210,53 @@ async function waitForCustomers(s: Setup, expected: number, since: number): Prom
   throw new Error('customer messages were not processed in time');
 }
 
-/** Event-loop delay since the last scrape (prom-client resets it on every scrape) and GC totals so far, from the gateway's /metrics. */
-async function loopStats(s: Setup): Promise<{ lagP99: number; lagMax: number; gc: Record<string, { n: number; s: number }> }> {
+interface LoopStats {
+  lagP99: number; lagMax: number; gc: Record<string, { n: number; s: number }>;
+  /** Accepted POST /v1/messages so far, cumulative per bucket bound (seconds), as the gateway measured them. */
+  accepts: Map<number, number>;
+}
+
+/** Event-loop delay since the last scrape (prom-client resets it on every scrape), GC totals and accept durations so far, from the gateway's /metrics. */
+async function loopStats(s: Setup): Promise<LoopStats> {
   const text = await (await fetch(`${s.gwUrl}/metrics`)).text();
+  const accepts = new Map<number, number>();
+  for (const m of text.matchAll(/^dmgate_http_request_duration_seconds_bucket\{le="([^"]+)",method="POST",route="\/v1\/messages",status="202"\} (\d+)$/gm)) {
+    accepts.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
+  }
   const num = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
   const gc: Record<string, { n: number; s: number }> = {};
   for (const m of text.matchAll(/^dmgate_nodejs_gc_duration_seconds_(sum|count)\{kind="(\w+)"\} ([0-9.e+-]+)$/gm)) {
     gc[m[2]] ??= { n: 0, s: 0 };
     if (m[1] === 'sum') gc[m[2]].s = Number(m[3]); else gc[m[2]].n = Number(m[3]);
   }
-  return { lagP99: num('dmgate_nodejs_eventloop_lag_p99_seconds') * 1000, lagMax: num('dmgate_nodejs_eventloop_lag_max_seconds') * 1000, gc };
+  return { lagP99: num('dmgate_nodejs_eventloop_lag_p99_seconds') * 1000, lagMax: num('dmgate_nodejs_eventloop_lag_max_seconds') * 1000, gc, accepts };
 }
 
-function gcLine(before: Awaited<ReturnType<typeof loopStats>>, after: Awaited<ReturnType<typeof loopStats>>): string {
+/**
+ * A quantile of the accepts between two scrapes, in ms, interpolated within its bucket as
+ * Prometheus' histogram_quantile does: the gateway's own view (from the request's headers to the
+ * end of its answer), without the load generator or the time a request waits to be read.
+ */
+function serverQuantile(before: LoopStats, after: LoopStats, q: number): number {
+  const bounds = [...after.accepts.keys()].sort((a, b) => a - b);
+  const at = (b: number) => (after.accepts.get(b) ?? 0) - (before.accepts.get(b) ?? 0);
+  const total = at(Infinity);
+  if (!total) return NaN;
+  let lower = 0;
+  let below = 0;
+  for (const b of bounds) {
+    const n = at(b);
+    if (n >= q * total) return b === Infinity ? lower * 1000 : (lower + (b - lower) * ((q * total - below) / Math.max(1, n - below))) * 1000;
+    lower = b;
+    below = n;
+  }
+  return NaN;
+}
+
+const serverLine = (a: LoopStats, b: LoopStats) =>
+  `the gateway's own measure (dmgate_http_request_duration_seconds): p50 ${fmt(serverQuantile(a, b, 0.5), 2)} ms, p99 ${fmt(serverQuantile(a, b, 0.99), 2)} ms`;
+
+function gcLine(before: LoopStats, after: LoopStats): string {
   return Object.keys(after.gc).map((k) => {
     const n = after.gc[k].n - (before.gc[k]?.n ?? 0);
     const ms = (after.gc[k].s - (before.gc[k]?.s ?? 0)) * 1000;
@@ -473,6 +508,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     console.log(`[${label}]   baseline GET /healthz           ${line(health)}`);
     console.log(`[${label}]   baseline GET /v1/messages/{id}  ${line(read)}`);
     console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts: ${line(busy)} (target p99 ≤ 20 ms)`);
+    console.log(`[${label}]     ${serverLine(loop0, loop1)}`);
     console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(loop1.lagP99, 1)} ms, max ${fmt(loop1.lagMax, 1)} ms; GC ${gcLine(loop0, loop1)}`);
     console.log(`[${label}]     CPU meanwhile: ${busyCpuLine}`);
     for (let i = 0; i < 600 && (await pendingCount(s.db)) > 0; i++) await sleep(100);
@@ -490,6 +526,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     const aloneCpuLine = aloneCpu(alone.lat.length);
     const aloneLoop1 = await loopStats(s);
     console.log(`[${label}]   POST /v1/messages, an API-only process (--role api):     ${line(alone)} (target p99 ≤ 20 ms)`);
+    console.log(`[${label}]     ${serverLine(aloneLoop0, aloneLoop1)}`);
     console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(aloneLoop1.lagP99, 1)} ms, max ${fmt(aloneLoop1.lagMax, 1)} ms; GC ${gcLine(aloneLoop0, aloneLoop1)}`);
     console.log(`[${label}]     CPU meanwhile: ${aloneCpuLine}`);
     console.log(`[${label}]   POST p99 / GET /healthz p99: ${fmt(pct(busy.lat, 99) / pct(health.lat, 99), 2)}× (sending too), ${fmt(pct(alone.lat, 99) / pct(health.lat, 99), 2)}× (API only)`);

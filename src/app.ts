@@ -16,7 +16,9 @@ export type App = FastifyInstance;
 
 /** Builds the HTTP application: error vocabulary, auth, OpenAPI, and every feature's routes. */
 export async function buildApp(ctx: AppContext): Promise<App> {
-  const raw = new RawRoutes();
+  const observe = (method: string, route: string, status: number, seconds: number) =>
+    ctx.metrics.httpDuration.observe({ method, route, status }, seconds);
+  const raw = new RawRoutes(observe);
   const app = Fastify({
     serverFactory: raw.serverFactory as never,
     loggerInstance: ctx.log,
@@ -28,6 +30,10 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
   }) as unknown as FastifyInstance;
 
+  app.addHook('onResponse', (req, reply, done) => {
+    observe(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    done();
+  });
   app.addSchema(ErrorSchema);
   await app.register(cookie);
   await app.register(swagger, {

@@ -1,0 +1,43 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { imReceiveText, postTiktokWebhook, tiktokSignature } from './helpers/tiktok.js';
+
+/** Every request's duration, by route pattern: what an operator watches the accept path's p99 with. */
+describe('request duration metrics', () => {
+  let gw: TestGateway;
+  beforeAll(async () => { gw = await startTestGateway(); });
+  afterAll(async () => { await gw?.close(); });
+
+  const series = async () => {
+    const text = await (await fetch(`${gw.url}/metrics`)).text();
+    const out = new Map<string, number>();
+    for (const m of text.matchAll(/^dmgate_http_request_duration_seconds_count\{([^}]*)\} (\d+)$/gm)) out.set(m[1], Number(m[2]));
+    return { text, count: (method: string, route: string, status: number) => out.get(`method="${method}",route="${route}",status="${status}"`) ?? 0 };
+  };
+
+  it('counts requests by method, route pattern and status, raw webhook route included', async () => {
+    const account = await gw.connect('metrics_shop');
+    const before = await series();
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+    expect((await gw.api('GET', '/v1/messages/msg_does_not_exist')).status).toBe(404);
+    expect((await fetch(`${gw.url}/v1/no/such/route/42`)).status).toBe(404);
+    expect((await fetch(`${gw.url}/v1/no/such/route/43`, { method: 'DELETE' })).status).toBe(404);
+    const body = imReceiveText(account.external_id, { messageId: 'm_metrics_1', conversationId: 'c_metrics_1', text: 'hi' });
+    expect((await postTiktokWebhook(gw.url, body)).status).toBe(401);
+    expect((await postTiktokWebhook(gw.url, body, { 'tiktok-signature': tiktokSignature(body) })).status).toBe(200);
+
+    const after = await series();
+    const grew = (method: string, route: string, status: number) => after.count(method, route, status) - before.count(method, route, status);
+    expect(grew('GET', '/healthz', 200)).toBe(1);
+    expect(grew('GET', '/v1/messages/:id', 404)).toBe(1);
+    expect(grew('GET', '/*', 404)).toBe(1); // the inbox's wildcard (it answers 404 under /v1)
+    expect(grew('DELETE', 'unmatched', 404)).toBe(1);
+    expect(grew('POST', '/webhooks/tiktok', 401)).toBe(1);
+    expect(grew('POST', '/webhooks/tiktok', 200)).toBe(1);
+    // Patterns, never URLs: an id or an unknown path would make a series per request.
+    expect(after.text).not.toMatch(/route="[^"]*(msg_does_not_exist|no\/such)/);
+    // Bucketed for a 20 ms target, with a sum to average from.
+    expect(after.text).toMatch(/^dmgate_http_request_duration_seconds_bucket\{le="0\.02",method="GET",route="\/healthz",status="200"\} \d+$/m);
+    expect(after.text).toMatch(/^dmgate_http_request_duration_seconds_sum\{method="GET",route="\/healthz",status="200"\} [0-9.e-]+$/m);
+  });
+});
