@@ -3,7 +3,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import cookie from '@fastify/cookie';
 import { Ajv } from 'ajv';
-import { ApiError, errorBody } from './core/errors.js';
+import { ApiError, databaseUnavailableError, errorBody } from './core/errors.js';
+import { databaseUnavailable } from './db/database.js';
 import { newId } from './core/ids.js';
 import { ErrorSchema } from './http/schemas.js';
 import type { AppContext } from './context.js';
@@ -83,6 +84,7 @@ function buildValidator(externalSchemas: Record<string, object> = {}) {
 
 function toApiError(err: FastifyError | ApiError): ApiError {
   if (err instanceof ApiError) return err;
+  if (databaseUnavailable(err)) return databaseUnavailableError();
   const fe = err as FastifyError;
   if (fe.validation) {
     const first = fe.validation[0];

@@ -14,10 +14,14 @@ const TOPICS: Topic[] = ['inbound', 'deliveries', 'outbound', 'events', 'endpoin
 const CHANNEL = 'dmgate_bus';
 /** Longest an announcement waits for other processes (local listeners hear it at once). */
 const FLUSH_INTERVAL_MS = 5;
+/** Backoff between attempts to listen again after the LISTEN connection died. */
+const RELISTEN_FIRST_MS = 100;
+const RELISTEN_MAX_MS = 5000;
 
 export class Bus {
   private readonly emitter = new EventEmitter();
   private client: pg.PoolClient | null = null;
+  private closed = false;
   private readonly pending = new Set<string>();
   private flushScheduled = false;
   private flushing = false;
@@ -30,15 +34,56 @@ export class Bus {
 
   async start(): Promise<void> {
     if (!this.pool) return;
-    this.client = await this.pool.connect();
-    this.client.on('notification', (msg) => {
+    await this.listen();
+  }
+
+  private async listen(): Promise<void> {
+    const client = await this.pool!.connect();
+    client.on('notification', (msg) => {
       if (msg.channel !== CHANNEL || !msg.payload) return;
       const [origin, topic, data] = splitOnce(msg.payload);
       if (origin === String(process.pid) + ':' + this.instance) return; // our own, already emitted locally
       if (TOPICS.includes(topic as Topic)) this.emitter.emit(topic, data || undefined);
     });
-    this.client.on('error', (err) => this.log.warn({ err }, 'bus listener connection error'));
-    await this.client.query(`LISTEN ${CHANNEL}`);
+    client.on('error', (err) => this.lost(client, err));
+    try {
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (err) {
+      client.release(err as Error);
+      throw err;
+    }
+    if (this.closed) {
+      client.release();
+      return;
+    }
+    this.client = client;
+  }
+
+  /**
+   * The LISTEN connection died (the server restarted or ended it): listen again on a new one, with
+   * backoff. Announcements from other processes meanwhile are lost, so once listening again every
+   * topic is announced locally: each loop looks at the database once, as after any wake-up.
+   */
+  private lost(client: pg.PoolClient, err: Error): void {
+    if (this.client !== client) return;
+    this.client = null;
+    client.release(err);
+    this.log.warn({ err }, 'bus: the LISTEN connection was lost; listening again on a new one');
+    const retry = (attempt: number) => {
+      const timer = setTimeout(() => {
+        if (this.closed) return;
+        this.listen().then(() => {
+          if (this.closed) return;
+          this.log.info({ attempts: attempt + 1 }, 'bus: listening again');
+          for (const topic of TOPICS) this.emitter.emit(topic, undefined);
+        }, (retryErr: unknown) => {
+          this.log.warn({ err: retryErr, attempt: attempt + 1 }, 'bus: listening again failed; retrying');
+          retry(attempt + 1);
+        });
+      }, Math.min(RELISTEN_MAX_MS, RELISTEN_FIRST_MS * 2 ** attempt));
+      timer.unref();
+    };
+    retry(0);
   }
 
   private readonly instance = Math.random().toString(36).slice(2, 8);
@@ -93,6 +138,7 @@ export class Bus {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.client) {
       await this.client.query(`UNLISTEN ${CHANNEL}`).catch(() => undefined);
       this.client.release();

@@ -46,6 +46,10 @@ export const notFound = (what: string, id?: string) =>
 export const invalid = (message: string, details: Record<string, unknown> = {}) =>
   new ApiError('invalid_request', message, details);
 
+/** For a request whose database could not be reached (db/database.ts, databaseUnavailable): try again shortly. */
+export const databaseUnavailableError = () =>
+  new ApiError('unavailable', 'the database is unavailable; try again shortly', {}, { 'retry-after': '1' });
+
 export function errorBody(err: ApiError, requestId: string) {
   return { error: { code: err.code, message: err.message, request_id: requestId, details: err.details } };
 }

@@ -30,6 +30,24 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** PostgreSQL SQLSTATE classes and codes of a server that cannot serve now (not of a bad query). */
+const UNAVAILABLE_SQLSTATE = /^(08|57P0[1-3]|53300)/;
+const UNAVAILABLE_SYSCALL = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'SQLITE_BUSY']);
+
+/**
+ * Whether a query failed because the database could not be reached or was going away (a restart, a
+ * failover, a lost connection, a writer lock held too long), not because of the query: the caller
+ * may try again in a moment. (A connection lost during a COMMIT leaves its outcome unknown: a
+ * client retrying a send should repeat its Idempotency-Key.)
+ */
+export function databaseUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && (UNAVAILABLE_SYSCALL.has(code) || UNAVAILABLE_SQLSTATE.test(code))) return true;
+  // node-postgres' own errors for a connection that ended or broke carry no code.
+  return /^Connection terminated|is not queryable/.test(err.message);
+}
+
 // BIGINT (epoch ms, serial ids) fits a JS number for the next 280,000 years; parse it as one.
 pg.types.setTypeParser(20, (v) => Number(v));
 
@@ -45,11 +63,15 @@ export interface OpenOptions {
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
   let database: Database;
+  const warn = opts.onWarning ?? ((message: string) => process.emitWarning(message));
   if (opts.databaseUrl) {
     // Acknowledged means on disk: insist on synchronous commit whatever the server default is.
     const url = new URL(opts.databaseUrl);
     url.searchParams.set('options', [url.searchParams.get('options'), '-c synchronous_commit=on'].filter(Boolean).join(' '));
     const pool = new pg.Pool({ connectionString: url.toString(), max: opts.poolSize ?? 10, Client: PreparingClient });
+    // An idle connection that dies is dropped by the pool, which then emits 'error': unheard, that
+    // would end the process. The next query opens a new connection.
+    pool.on('error', (err) => warn(`PostgreSQL connection lost (idle in the pool; the next query reconnects): ${err.message}`));
     const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
     database = { db, dialect: 'postgres', pool, durable: async () => undefined, close: () => db.destroy() };
   } else {
@@ -62,7 +84,6 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = OFF');
     const wal = new WalSync(`${file}-wal`);
-    const warn = opts.onWarning ?? ((message: string) => process.emitWarning(message));
     const checkpointer = new Checkpointer(sqlite, file, (message) => warn(`SQLite checkpoints: ${message}`));
     const statements = withStatementCache(sqlite);
     const db = new Kysely<DB>({ dialect: new DurableSqliteDialect(statements, wal, checkpointer) });
@@ -99,6 +120,16 @@ function preparedName(text: string, params: number): string | undefined {
 type AnyQuery = (...args: unknown[]) => never;
 
 class PreparingClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    // A connection that dies (the server restarts, fails over, or ends it) fails its queries, and
+    // pg also emits 'error' on the client. Idle in the pool, the pool hears it (see openDatabase);
+    // lent out (inside a transaction, between two of its statements) nothing else would, and an
+    // unheard 'error' ends the process. Its queries already carry the error; the pool drops the
+    // connection when it comes back.
+    this.on('error', () => undefined);
+  }
+
   // Kysely calls query(text, values) and awaits the promise; everything else passes through.
   override query(...args: unknown[]): never {
     const [text, values, callback] = args;

@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { ApiError, errorBody } from '../core/errors.js';
+import { ApiError, databaseUnavailableError, errorBody } from '../core/errors.js';
 import { hmacKey } from '../core/crypto.js';
 import { newId } from '../core/ids.js';
 import type { AppContext } from '../context.js';
+import { databaseUnavailable } from '../db/database.js';
 import type { RawRoutes } from '../http/raw-routes.js';
 import { verifyTiktokSignature } from '../providers/tiktok/signature.js';
 import { MalformedWebhook, readEnvelope } from '../providers/tiktok/webhook-events.js';
@@ -106,7 +107,7 @@ export class TiktokWebhookIngress {
   };
 
   private refuse(req: IncomingMessage, res: ServerResponse, err: unknown): void {
-    const apiErr = err instanceof ApiError ? err : new ApiError('internal_error', 'internal error');
+    const apiErr = err instanceof ApiError ? err : databaseUnavailable(err) ? databaseUnavailableError() : new ApiError('internal_error', 'internal error');
     const requestId = newId('req');
     if (apiErr.status >= 500) this.ctx.log.error({ err, req_id: requestId, url: req.url }, 'request failed');
     this.count(apiErr.status);
