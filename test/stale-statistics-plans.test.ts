@@ -1,7 +1,7 @@
 import { CompiledQuery, sql, type RawBuilder } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { Prepared } from '../src/db/prepared.js';
-import { conversationsWithCap } from '../src/messaging/accept-batch.js';
+import { conversationsWithCap, takeQuotaAndInsert } from '../src/messaging/accept-batch.js';
 import { postgresLookups } from '../src/ingest/apply.js';
 import { claimQueued } from '../src/messaging/committer.js';
 import { conversationsRepliedTodayByAccount, idFloor, repliesSentAfter, replyInConversationToday, utcDayStart } from '../src/messaging/queue.js';
@@ -54,6 +54,15 @@ describe(`hot statements keep to their account, conversation or ids under stale 
       expect(found.length).toBeGreaterThan(0);
       for (const [index, cond] of found) expect(`${index}: ${cond}`).toMatch(/\b(account_id|conversation_id|id) = /);
     }
+
+    // The accept path's write runs its generic plan (database.ts, `generic`): its conversations by id.
+    const write = takeQuotaAndInsert.bound(db().db, {
+      input: JSON.stringify([{ id: 'conv_1_1', seen_count: 0, seen_inbound: null, take: 1 }]), ids: ['conv_1_1'], now, rows: '[]',
+    });
+    const writeScans = (await postgresPlans(db().db, write))
+      .flatMap(({ mode, plan }) => tableScans(plan, ['conversations']).map(([index, cond]) => `${mode}: ${index}: ${cond}`));
+    expect(writeScans.length).toBeGreaterThan(0);
+    for (const found of writeScans) expect(found).toMatch(/\bid = /);
   });
 });
 

@@ -138,7 +138,7 @@ export class AcceptBatcher {
     const capAt = keys.find((k) => k.capAt !== null)?.capAt ?? null;
     const day = capAt === null ? null : utcDayStart(capAt);
     const counted = keys.filter((k) => k.capAt !== null && utcDayStart(k.capAt) === day).map((k) => k.id);
-    const rows = await conversationsWithCap.all(this.ctx.database.db, {
+    const rows = await conversationsWithCap.all(this.ctx.database.generic ?? this.ctx.database.db, {
       ids: [...new Set(keys.map((k) => k.id))], counted, floor: idFloor('msg', day ?? 0),
     });
     const byId = new Map(rows.map(({ cap_used, cap_replied, ...conv }) => [conv.id, {
@@ -173,7 +173,7 @@ export class AcceptBatcher {
     const now = Math.max(...items.map((item) => item.now));
     let written: Set<string>;
     try {
-      const res = await takeQuotaAndInsert.execute(this.ctx.database.db, {
+      const res = await takeQuotaAndInsert.execute(this.ctx.database.generic ?? this.ctx.database.db, {
         input: JSON.stringify(input), ids: input.map((x) => x.id), now, rows: JSON.stringify(rows),
       });
       written = new Set(res.rows.map((r) => r.id));
