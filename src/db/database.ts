@@ -41,9 +41,9 @@ export interface Database {
 }
 
 /** The connection URL with server settings added to those its `options` parameter already sets. */
-function withOptions(url: URL, options: string): string {
+function withOptions(url: string | URL, options: string): string {
   const out = new URL(url);
-  out.searchParams.set('options', [url.searchParams.get('options'), options].filter(Boolean).join(' '));
+  out.searchParams.set('options', [out.searchParams.get('options'), options].filter(Boolean).join(' '));
   return out.toString();
 }
 
@@ -83,18 +83,18 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   const warn = opts.onWarning ?? ((message: string) => process.emitWarning(message));
   if (opts.databaseUrl) {
     // Acknowledged means on disk: insist on synchronous commit whatever the server default is.
-    const url = new URL(withOptions(new URL(opts.databaseUrl), '-c synchronous_commit=on'));
-    const pools = (options: string, max: number) => {
+    const url = new URL(withOptions(opts.databaseUrl, '-c synchronous_commit=on'));
+    const newPool = (options: string, max: number) => {
       const pool = new pg.Pool({ connectionString: withOptions(url, options), max, Client: PreparingClient });
       // An idle connection that dies is dropped by the pool, which then emits 'error': unheard,
       // that would end the process. The next query opens a new connection.
       pool.on('error', (err) => warn(`PostgreSQL connection lost (idle in the pool; the next query reconnects): ${err.message}`));
       return pool;
     };
-    const pool = pools('', opts.poolSize ?? 10);
+    const pool = newPool('', opts.poolSize ?? 10);
     const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
     // The accept path's coalesced reads and writes run at most two of each at once.
-    const generic = new Kysely<DB>({ dialect: new PostgresDialect({ pool: pools('-c plan_cache_mode=force_generic_plan', 4) }) });
+    const generic = new Kysely<DB>({ dialect: new PostgresDialect({ pool: newPool('-c plan_cache_mode=force_generic_plan', 4) }) });
     database = {
       db, dialect: 'postgres', pool, generic, durable: async () => undefined,
       close: async () => { await generic.destroy(); await db.destroy(); },
