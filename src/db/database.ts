@@ -41,7 +41,7 @@ export interface Database {
 }
 
 /** The connection URL with server settings added to those its `options` parameter already sets. */
-function withOptions(url: string | URL, options: string): string {
+function withOptions(url: string, options: string): string {
   const out = new URL(url);
   out.searchParams.set('options', [out.searchParams.get('options'), options].filter(Boolean).join(' '));
   return out.toString();
@@ -83,7 +83,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   const warn = opts.onWarning ?? ((message: string) => process.emitWarning(message));
   if (opts.databaseUrl) {
     // Acknowledged means on disk: insist on synchronous commit whatever the server default is.
-    const url = new URL(withOptions(opts.databaseUrl, '-c synchronous_commit=on'));
+    const url = withOptions(opts.databaseUrl, '-c synchronous_commit=on');
     const newPool = (options: string, max: number) => {
       const pool = new pg.Pool({ connectionString: withOptions(url, options), max, Client: PreparingClient });
       // An idle connection that dies is dropped by the pool, which then emits 'error': unheard,

@@ -7,4 +7,4 @@ import { sql, type RawBuilder, type SqlBool } from 'kysely';
  * (messaging/queue.ts, ingest/inbound-log.ts, webhooks/delivery-status.ts).
  */
 export const literalCondition = (alias: string, column: string, condition: string): RawBuilder<SqlBool> =>
-  sql<SqlBool>`${sql.raw(`${alias ? `${alias}.` : ''}${column} ${condition}`)}`;
+  sql.raw<SqlBool>(`${alias ? `${alias}.` : ''}${column} ${condition}`);
