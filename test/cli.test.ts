@@ -74,9 +74,13 @@ describe('command line and sandbox mode', () => {
     expect(event).toMatchObject({ event: 'message.received', provider: 'tiktok', text: 'size M?', contact: { username: 'alice' } });
     for (const field of ['account_id', 'from', 'timestamp', 'message_id', 'conversation_id', 'contact']) expect(event[field]).toBeTruthy();
 
-    const openapi = await (await fetch(`${base}/openapi.json`)).json() as { openapi: string; paths: Record<string, unknown> };
+    const openapi = await (await fetch(`${base}/openapi.json`)).json() as { openapi: string; paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
     expect(openapi.openapi).toBe('3.1.0');
     expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(['/webhooks/tiktok', '/v1/webhook-endpoints', '/v1/conversations/{id}']));
+    // A database that cannot be reached is answered 503 unavailable: documented where it can happen.
+    for (const [path, method] of [['/v1/messages', 'post'], ['/v1/conversations/{id}', 'get'], ['/webhooks/tiktok', 'post']]) {
+      expect(Object.keys(openapi.paths[path][method].responses)).toContain('503');
+    }
     expect((await fetch(`${base}/docs`)).status).toBeLessThan(400);
     expect((await fetch(`${base}/metrics`)).status).toBe(200);
   }, 120000);

@@ -23,6 +23,10 @@ export const IdParams = Type.Object({ id: Type.String() });
 /** Null first: with Ajv's type coercion a null would otherwise be coerced into the first branch ("" for strings). */
 export const Nullable = <T extends TSchema>(s: T) => Type.Union([Type.Null(), s]);
 
-/** Standard error responses a route can produce; merged into each route's `response`. */
+/**
+ * Standard error responses a route can produce; merged into each route's `response`. Every such
+ * route reads or writes the database, so each may also answer 503 `unavailable` (app.ts) while the
+ * database cannot be reached.
+ */
 export const errorResponses = (...codes: number[]) =>
-  Object.fromEntries(codes.map((c) => [c, { $ref: 'Error#' }]));
+  Object.fromEntries([...codes, 503].map((c) => [c, { $ref: 'Error#' }]));

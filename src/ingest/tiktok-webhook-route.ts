@@ -138,7 +138,7 @@ export function tiktokWebhookRoutes(ctx: AppContext, raw: RawRoutes): FastifyPlu
       schema: {
         tags: ['webhooks (inbound)'], security: [],
         summary: "TikTok's signed DM webhook (Tiktok-Signature: t=…,s=hex HMAC-SHA256 of \"t.body\")",
-        response: { 200: Type.Object({ ok: Type.Boolean() }), 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 413: { $ref: 'Error#' } },
+        response: { 200: Type.Object({ ok: Type.Boolean() }), 400: { $ref: 'Error#' }, 401: { $ref: 'Error#' }, 413: { $ref: 'Error#' }, 503: { $ref: 'Error#' } },
       },
     }, async (req) => {
       await ingress.accept(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), signatureOf(req.headers));
