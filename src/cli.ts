@@ -35,7 +35,7 @@ function config(): Config {
 }
 
 async function withDatabase<T>(cfg: Config, fn: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<T>): Promise<T> {
-  const database = await openDatabase({ databaseUrl: cfg.databaseUrl || undefined, dataDir: cfg.dataDir });
+  const database = await openDatabase({ databaseUrl: cfg.databaseUrl || undefined, dataDir: cfg.dataDir, onNotice: (m) => console.error(m) });
   try { return await fn(database); } finally { await database.close(); }
 }
 

@@ -35,7 +35,8 @@ export interface ContextOptions {
 export async function createContext(config: Config, opts: ContextOptions = {}): Promise<AppContext> {
   const log = createLogger(config.logLevel, opts.logDestination);
   const database = await openDatabase({
-    databaseUrl: config.databaseUrl || undefined, dataDir: config.dataDir, migrate: opts.migrate, onWarning: (message) => log.warn(message),
+    databaseUrl: config.databaseUrl || undefined, dataDir: config.dataDir, migrate: opts.migrate,
+    onWarning: (message) => log.warn(message), onNotice: (message) => log.info(message),
   });
   const bus = new Bus(log, database.pool);
   await bus.start();

@@ -76,6 +76,8 @@ export interface OpenOptions {
   poolSize?: number;
   /** Where trouble that is not an error of any query goes (default: a process warning). */
   onWarning?: (message: string) => void;
+  /** Where progress worth a line in the log goes (long index builds while migrating). */
+  onNotice?: (message: string) => void;
 }
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
@@ -117,7 +119,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
       close: async () => { await checkpointer.close(); await db.destroy(); wal.close(); },
     };
   }
-  if (opts.migrate !== false) await migrate(database);
+  if (opts.migrate !== false) await migrate(database, { notice: opts.onNotice });
   return database;
 }
 

@@ -1,5 +1,6 @@
 import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import type { Database, Dialect } from './database.js';
+import { buildDeferredIndexes } from './index-changes.js';
 import * as m001 from './migrations/001_initial.js';
 import * as m002 from './migrations/002_delivery_indexes.js';
 import * as m003 from './migrations/003_outbound_queue.js';
@@ -24,13 +25,26 @@ async function migrator(database: Database): Promise<Migrator> {
   return new Migrator({ db: database.db, provider, ...(await tableSchema(database)) });
 }
 
-/** Applies pending migrations; Kysely's migrator takes a lock on Postgres so processes can race. */
-export async function migrate(database: Database): Promise<void> {
-  const { error, results } = await (await migrator(database)).migrateToLatest();
+export interface MigrateOptions {
+  /** Stop after this migration (tests of an upgrade from an older schema). Default: the latest. */
+  to?: string;
+  /** Progress worth a line in the log: index builds that may take minutes on a large table. */
+  notice?: (message: string) => void;
+}
+
+/**
+ * Applies pending migrations; Kysely's migrator takes a lock on Postgres so processes can race.
+ * Then, on Postgres, builds the indexes the migrations left to build without blocking writes
+ * (index-changes.ts): the process goes on only when its schema is complete.
+ */
+export async function migrate(database: Database, opts: MigrateOptions = {}): Promise<void> {
+  const m = await migrator(database);
+  const { error, results } = opts.to ? await m.migrateTo(opts.to) : await m.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
     throw new Error(`migration ${failed?.migrationName ?? ''} failed: ${error instanceof Error ? error.message : String(error)}`);
   }
+  if (database.dialect === 'postgres') await buildDeferredIndexes(database.db as unknown as Kysely<unknown>, opts.notice ?? (() => undefined));
 }
 
 export async function migrationsDone(database: Database): Promise<boolean> {

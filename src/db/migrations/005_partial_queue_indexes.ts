@@ -1,5 +1,6 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Dialect } from '../database.js';
+import { changeIndexes } from '../index-changes.js';
 
 /**
  * The status indexes of the two other queues, the inbound log and the webhook deliveries, held
@@ -22,13 +23,18 @@ import type { Dialect } from '../database.js';
  * with its delivery's insert, the delivery's result; each step one commit per batch of B): SQLite
  * WAL pages per webhook 20.2 → 16.6 (B = 1), 6.5 → 3.8 (B = 5), 3.9 → 1.3 (B = 20); Postgres WAL
  * bytes per webhook 3.04 → 2.56 KiB (B = 1), 2.96 → 2.48 KiB (B = 20).
+ *
+ * On a large PostgreSQL table the indexes are built after the migration, without blocking writes
+ * (index-changes.ts).
  */
-export async function up(db: Kysely<unknown>, _dialect: Dialect): Promise<void> {
-  await sql`drop index inbound_events_status`.execute(db);
-  await sql`create index inbound_events_due on inbound_events (seq, next_attempt_at) where status = 'pending'`.execute(db);
-  await sql`drop index inbound_events_business`.execute(db);
-  await sql`create index inbound_events_waiting on inbound_events (provider, business_id) where status in ('pending', 'held')`.execute(db);
-  await sql`drop index deliveries_due`.execute(db);
-  await sql`create index deliveries_due on deliveries (next_attempt_at, event_seq) where status = 'pending'`.execute(db);
-  await sql`create index deliveries_failed on deliveries (endpoint_id, created_at) where status = 'failed'`.execute(db);
+export async function up(db: Kysely<unknown>, dialect: Dialect): Promise<void> {
+  await changeIndexes(db, dialect, '005_partial_queue_indexes', [
+    { name: 'inbound_events_due', definition: "on inbound_events (seq, next_attempt_at) where status = 'pending'", replaces: 'inbound_events_status' },
+    {
+      name: 'inbound_events_waiting',
+      definition: "on inbound_events (provider, business_id) where status in ('pending', 'held')", replaces: 'inbound_events_business',
+    },
+    { name: 'deliveries_due', definition: "on deliveries (next_attempt_at, event_seq) where status = 'pending'", replaces: 'deliveries_due' },
+    { name: 'deliveries_failed', definition: "on deliveries (endpoint_id, created_at) where status = 'failed'" },
+  ]);
 }
