@@ -47,9 +47,13 @@ export async function changeIndexes(db: Kysely<unknown>, dialect: Dialect, migra
       continue;
     }
     if (change.replaces) await sql`drop index ${sql.id(change.replaces)}`.execute(db);
-    await sql.raw(`create ${change.unique ? 'unique ' : ''}index ${change.name} ${change.definition}`).execute(db);
+    await createIndex(change.name, change.unique ?? false, change.definition).execute(db);
   }
 }
+
+/** The one statement both ways build with, so an index built later is the one the migration would have built. */
+const createIndex = (name: string, unique: boolean, definition: string, how: 'concurrently' | '' = '') =>
+  sql.raw(`create ${unique ? 'unique ' : ''}index ${how} ${name} ${definition}`);
 
 async function tableBytes(db: Kysely<unknown>, table: string): Promise<number> {
   const { rows } = await sql<{ bytes: string | number | null }>`select pg_relation_size(to_regclass(${table})) as bytes`.execute(db);
@@ -105,7 +109,7 @@ async function buildOne(conn: Kysely<unknown>, b: IndexBuild, notice: (message: 
     if (existing) await sql`drop index concurrently ${sql.id(building)}`.execute(conn);
     notice(`building index ${b.name} on ${b.table_name} without blocking writes (migration ${b.migration})`);
     const started = Date.now();
-    await sql.raw(`create ${b.unique_index ? 'unique ' : ''}index concurrently ${building} ${b.definition}`).execute(conn);
+    await createIndex(building, b.unique_index, b.definition, 'concurrently').execute(conn);
     notice(`built index ${b.name} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
   if (b.replaces) await sql`drop index concurrently if exists ${sql.id(b.replaces)}`.execute(conn);
