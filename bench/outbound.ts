@@ -17,13 +17,15 @@
  *    against TikTok's 10/s and against the baseline; 40100 throttles and rule violations (must
  *    be 0); the spread between the fastest and the slowest account; CPU per reply.
  * 5. Latency: every customer writes again (fresh quota), then POST /v1/messages at a steady
- *    500 requests/s for BENCH_LATENCY_S seconds while the gateway sends what it accepts; p50/p99
+ *    500 requests/s for BENCH_LATENCY_S seconds while the gateway sends what it accepts, then the
+ *    same in a process that only accepts; each BENCH_LATENCY_RUNS times, the median run's p99 the
+ *    figure (one run's p99 varies several-fold on a shared 2-core machine); p50/p99
  *    against GET /healthz and GET /v1/messages/{id} at the same rate on the same server, and the
  *    gateway's own measure of the same requests (its request duration histogram in /metrics).
  * 6. Peak memory (VmHWM) of the sending gateway process, against the first process once idle.
  *
  * Runs on SQLite; on PostgreSQL instead when BENCH_DATABASE_URL is set.
- * Knobs: BENCH_ACCOUNTS (200), BENCH_CONVERSATIONS (10), BENCH_LATENCY_S (10), BENCH_RATE (500),
+ * Knobs: BENCH_ACCOUNTS (200), BENCH_CONVERSATIONS (10), BENCH_LATENCY_S (10), BENCH_LATENCY_RUNS (3), BENCH_RATE (500),
  * BENCH_CPU_PROF (a directory: CPU profiles of the gateway processes), BENCH_LOG_LEVEL (the gateway's),
  * BENCH_PHASES=latency (skip the baseline, queue and drain phases).
  */
@@ -43,6 +45,7 @@ const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 10);
 const PER_CONVERSATION = 10;
 const LATENCY_S = Number(process.env.BENCH_LATENCY_S ?? 10);
 const RATE = Number(process.env.BENCH_RATE ?? 500);
+const LATENCY_RUNS = Number(process.env.BENCH_LATENCY_RUNS ?? 3);
 const TIKTOK_QPS = 10;
 const APP_ID = 'bench_app';
 const APP_SECRET = 'bench_app_secret_0123456789abcdef';
@@ -481,8 +484,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
       const ids = await s.db.db.selectFrom('conversations').select('id').where('last_inbound_at', '>=', at).orderBy('id').execute();
       return ids.map((c) => c.id);
     };
-    let probeConvs = await newConversations('a');
-    console.log(`[${label}] latency probes go to ${probeConvs.length} conversations, ${customers.length} of them new (a first reply of the day)`);
+    let probeConvs: string[] = [];
     const sample = await s.db.db.selectFrom('messages').select('id').limit(1).executeTakeFirstOrThrow();
     const get = (): RequestInit => ({ headers: auth });
     const line = (r: { lat: number[]; non2xx: number; errors: number }) =>
@@ -495,41 +497,57 @@ async function run(label: string, databaseUrl: string): Promise<void> {
         body: JSON.stringify({ conversation_id: probeConvs[i % probeConvs.length], type: 'text', text: `Latency probe ${i}` }),
       };
     });
+    // One run's p99 on this shared 2-core machine varies by a factor of several between identical
+    // runs (the tail follows what else the cores and the disk are doing), so the POST phases are
+    // run LATENCY_RUNS times, each on fresh conversations, and the median run's p99 is the figure.
+    const postRuns = async (mode: 'send' | 'api', conversationsFor: (run: number) => Promise<string[]>) => {
+      const p99s: number[] = [];
+      for (let r = 0; r < LATENCY_RUNS; r++) {
+        probeConvs = await conversationsFor(r);
+        if (r === 0) console.log(`[${label}]   latency probes go to ${probeConvs.length} conversations, ${customers.length} of them new (a first reply of the day)`);
+        const before = await control(s, 'stats');
+        const loop0 = await loopStats(s);
+        const cpu = cpuMeter(s, label === 'postgres');
+        const res = await postProbes();
+        const cpuLine = cpu(res.lat.length);
+        const loop1 = await loopStats(s);
+        p99s.push(pct(res.lat, 99));
+        console.log(`[${label}]   run ${r + 1}/${LATENCY_RUNS}: POST /v1/messages ${line(res)}`);
+        console.log(`[${label}]     ${serverLine(loop0, loop1)}`);
+        console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(loop1.lagP99, 1)} ms, max ${fmt(loop1.lagMax, 1)} ms; GC ${gcLine(loop0, loop1)}`);
+        console.log(`[${label}]     CPU meanwhile: ${cpuLine}`);
+        if (mode === 'api') continue; // nothing sends here: the replies stay queued
+        for (let i = 0; i < 600 && (await pendingCount(s.db)) > 0; i++) await sleep(100);
+        const after = await control(s, 'stats');
+        const total = Object.keys(after.violations).reduce((a, k) => a + after.violations[k] - before.violations[k], 0);
+        console.log(`[${label}]     those ${res.lat.length} probes reached TikTok too: ${after.sent - before.sent} sent; violations ${total}, 40100 throttles ${after.violations.qps - before.violations.qps}`);
+      }
+      const sorted = [...p99s].sort((a, b) => a - b);
+      return { median: sorted[Math.floor((sorted.length - 1) / 2)], all: p99s };
+    };
+    const runsLine = (r: { median: number; all: number[] }) =>
+      `p99 ${fmt(r.median, 2)} ms, the median of ${r.all.length} runs (${r.all.map((x) => fmt(x, 1)).join(', ')} ms) (target p99 ≤ 20 ms)`;
+
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get); // warm-up
     const health = await paced(`${s.gwUrl}/healthz`, RATE, LATENCY_S, get);
     const read = await paced(`${s.gwUrl}/v1/messages/${sample.id}`, RATE, LATENCY_S, get);
-    const before = await control(s, 'stats');
-    const loop0 = await loopStats(s);
-    const busyCpu = cpuMeter(s, label === 'postgres');
-    const busy = await postProbes();
-    const busyCpuLine = busyCpu(busy.lat.length);
-    const loop1 = await loopStats(s);
     console.log(`[${label}] at ${RATE} requests/s for ${LATENCY_S} s:`);
     console.log(`[${label}]   baseline GET /healthz           ${line(health)}`);
     console.log(`[${label}]   baseline GET /v1/messages/{id}  ${line(read)}`);
-    console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts: ${line(busy)} (target p99 ≤ 20 ms)`);
-    console.log(`[${label}]     ${serverLine(loop0, loop1)}`);
-    console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(loop1.lagP99, 1)} ms, max ${fmt(loop1.lagMax, 1)} ms; GC ${gcLine(loop0, loop1)}`);
-    console.log(`[${label}]     CPU meanwhile: ${busyCpuLine}`);
-    for (let i = 0; i < 600 && (await pendingCount(s.db)) > 0; i++) await sleep(100);
-    const after = await control(s, 'stats');
-    const total = Object.keys(after.violations).reduce((a, k) => a + after.violations[k] - before.violations[k], 0);
-    console.log(`[${label}]     those ${busy.lat.length} probes reached TikTok too: ${after.sent - before.sent} sent; violations ${total}, 40100 throttles ${after.violations.qps - before.violations.qps}`);
+    console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts:`);
+    const busy = await postRuns('send', (r) => newConversations(`send${r}`));
     const mem = peakRssMb(s.gateway.pid!);
     // The accept path alone: a process that only serves the API (--role api), the sending elsewhere.
-    probeConvs = await newConversations('b');
+    // It does not process webhooks either: the customers write first.
+    const apiSets: string[][] = [];
+    for (let r = 0; r < LATENCY_RUNS; r++) apiSets.push(await newConversations(`api${r}`));
     await s.restart('api');
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get);
-    const aloneLoop0 = await loopStats(s);
-    const aloneCpu = cpuMeter(s, label === 'postgres');
-    const alone = await postProbes();
-    const aloneCpuLine = aloneCpu(alone.lat.length);
-    const aloneLoop1 = await loopStats(s);
-    console.log(`[${label}]   POST /v1/messages, an API-only process (--role api):     ${line(alone)} (target p99 ≤ 20 ms)`);
-    console.log(`[${label}]     ${serverLine(aloneLoop0, aloneLoop1)}`);
-    console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(aloneLoop1.lagP99, 1)} ms, max ${fmt(aloneLoop1.lagMax, 1)} ms; GC ${gcLine(aloneLoop0, aloneLoop1)}`);
-    console.log(`[${label}]     CPU meanwhile: ${aloneCpuLine}`);
-    console.log(`[${label}]   POST p99 / GET /healthz p99: ${fmt(pct(busy.lat, 99) / pct(health.lat, 99), 2)}× (sending too), ${fmt(pct(alone.lat, 99) / pct(health.lat, 99), 2)}× (API only)`);
+    console.log(`[${label}]   POST /v1/messages, an API-only process (--role api):`);
+    const alone = await postRuns('api', (r) => Promise.resolve(apiSets[r]));
+    console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts: ${runsLine(busy)}`);
+    console.log(`[${label}]   POST /v1/messages, an API-only process (--role api):     ${runsLine(alone)}`);
+    console.log(`[${label}]   POST p99 / GET /healthz p99: ${fmt(busy.median / pct(health.lat, 99), 2)}× (sending too), ${fmt(alone.median / pct(health.lat, 99), 2)}× (API only)`);
 
     console.log(`[${label}] gateway memory (the sending process): peak RSS ${fmt(mem.peak, 0)} MB; the first process idle after setup: ${fmt(idle, 0)} MB (${fmt(mem.peak / idle, 2)}×)`);
   } finally {
@@ -538,6 +556,10 @@ async function run(label: string, databaseUrl: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  // Each latency run replies to CONVERSATIONS new conversations per account: all of them must fit in
+  // the day's cap (200, the gateway's and the emulator's default), or replies would be refused.
+  const conversationsToday = CONVERSATIONS * (1 + 2 * LATENCY_RUNS);
+  if (conversationsToday > 200) throw new Error(`BENCH_CONVERSATIONS × (1 + 2 × BENCH_LATENCY_RUNS) = ${conversationsToday}: over the daily cap of 200 conversations per account`);
   const pgUrl = process.env.BENCH_DATABASE_URL;
   if (!pgUrl) {
     await run('sqlite', '');
