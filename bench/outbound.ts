@@ -484,17 +484,16 @@ async function run(label: string, databaseUrl: string): Promise<void> {
       const ids = await s.db.db.selectFrom('conversations').select('id').where('last_inbound_at', '>=', at).orderBy('id').execute();
       return ids.map((c) => c.id);
     };
-    let probeConvs: string[] = [];
     const sample = await s.db.db.selectFrom('messages').select('id').limit(1).executeTakeFirstOrThrow();
     const get = (): RequestInit => ({ headers: auth });
     const line = (r: { lat: number[]; non2xx: number; errors: number }) =>
       `p50 ${fmt(pct(r.lat, 50), 2)} ms, p99 ${fmt(pct(r.lat, 99), 2)} ms, max ${fmt(r.lat[r.lat.length - 1], 1)} ms (${r.lat.length} answers, ${r.non2xx} non-2xx, ${r.errors} errors)`;
     let probe = 0;
-    const postProbes = () => paced(`${s.gwUrl}/v1/messages`, RATE, LATENCY_S, () => {
+    const postProbes = (convs: string[]) => paced(`${s.gwUrl}/v1/messages`, RATE, LATENCY_S, () => {
       const i = probe++;
       return {
         method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
-        body: JSON.stringify({ conversation_id: probeConvs[i % probeConvs.length], type: 'text', text: `Latency probe ${i}` }),
+        body: JSON.stringify({ conversation_id: convs[i % convs.length], type: 'text', text: `Latency probe ${i}` }),
       };
     });
     // One run's p99 on this shared 2-core machine varies by a factor of several between identical
@@ -503,12 +502,12 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     const postRuns = async (mode: 'send' | 'api', conversationsFor: (run: number) => Promise<string[]>) => {
       const p99s: number[] = [];
       for (let r = 0; r < LATENCY_RUNS; r++) {
-        probeConvs = await conversationsFor(r);
-        if (r === 0) console.log(`[${label}]   latency probes go to ${probeConvs.length} conversations, ${customers.length} of them new (a first reply of the day)`);
+        const convs = await conversationsFor(r);
+        if (r === 0) console.log(`[${label}]   latency probes go to ${convs.length} conversations, ${customers.length} of them new (a first reply of the day)`);
         const before = await control(s, 'stats');
         const loop0 = await loopStats(s);
         const cpu = cpuMeter(s, label === 'postgres');
-        const res = await postProbes();
+        const res = await postProbes(convs);
         const cpuLine = cpu(res.lat.length);
         const loop1 = await loopStats(s);
         p99s.push(pct(res.lat, 99));
