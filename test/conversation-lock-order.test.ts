@@ -1,7 +1,8 @@
 import { sql, type CompiledQuery } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { postgresLookups } from '../src/ingest/apply.js';
-import { takeQuotaAndInsert } from '../src/messaging/accept-batch.js';
+import { takeFirstQuotaAndInsert, takeQuotaAndInsert } from '../src/messaging/accept-batch.js';
+import { idFloor } from '../src/messaging/queue.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
 
 /**
@@ -58,6 +59,16 @@ describe(`batched conversation locks are taken in id order (${TEST_DB})`, () => 
     const input = ['cv_acpt_3', 'cv_acpt_2', 'cv_acpt_1'].map((id) => ({ id, seen_count: 0, seen_inbound: null, take: 1 }));
     await waitsForLowestFirst('acpt', takeQuotaAndInsert.bound(db().db, { input: JSON.stringify(input), ids: input.map((x) => x.id), now, rows: '[]' }));
     const counts = await db().db.selectFrom('conversations').select(['id', 'outbound_since_inbound']).where('account_id', '=', 'acpt').orderBy('id').execute();
+    expect(counts.map((c) => Number(c.outbound_since_inbound))).toEqual([1, 1, 1]);
+  });
+
+  it.skipIf(TEST_DB !== 'postgres')('so does the write of first replies of the day', async () => {
+    await conversations('first');
+    const input = ['cv_first_3', 'cv_first_2', 'cv_first_1'].map((id) => ({ id, account_id: 'first', seen_count: 0, seen_inbound: null, take: 1 }));
+    await waitsForLowestFirst('first', takeFirstQuotaAndInsert.bound(db().db, {
+      input: JSON.stringify(input), ids: input.map((x) => x.id), accountIds: ['first'], floor: idFloor('msg', now - 86_400_000), cap: 3, now, rows: '[]',
+    }));
+    const counts = await db().db.selectFrom('conversations').select(['id', 'outbound_since_inbound']).where('account_id', '=', 'first').orderBy('id').execute();
     expect(counts.map((c) => Number(c.outbound_since_inbound))).toEqual([1, 1, 1]);
   });
 

@@ -1,10 +1,10 @@
 import { CompiledQuery, sql, type RawBuilder } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { Prepared } from '../src/db/prepared.js';
-import { conversationsWithCap, takeQuotaAndInsert } from '../src/messaging/accept-batch.js';
+import { conversationsWithCap, takeFirstQuotaAndInsert, takeQuotaAndInsert } from '../src/messaging/accept-batch.js';
 import { postgresLookups } from '../src/ingest/apply.js';
 import { claimQueued } from '../src/messaging/committer.js';
-import { conversationsRepliedTodayByAccount, idFloor, repliesSentAfter, replyInConversationToday, utcDayStart } from '../src/messaging/queue.js';
+import { idFloor, repliesSentAfter, replyInConversationToday, utcDayStart } from '../src/messaging/queue.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
 import { postgresPlans, tableScans, type PlanNode } from './helpers/plans.js';
 
@@ -44,10 +44,12 @@ describe(`hot statements keep to their account, conversation or ids under stale 
       .flatMap(({ mode, plan }) => tableScans(plan, ['messages']).map(([index, cond]): [string, string] => [`${mode}: ${index}`, cond]));
 
     const ids = ['conv_1_1', 'conv_2_5', 'conv_3_9'];
+    const firstInput = [{ id: 'conv_1_1', account_id: 'acct_1', seen_count: 0, seen_inbound: null, take: 1 }, { id: 'conv_7_2', account_id: 'acct_7', seen_count: 0, seen_inbound: null, take: 1 }];
+    const firstWrite = { input: JSON.stringify(firstInput), ids: firstInput.map((x) => x.id), accountIds: ['acct_1', 'acct_7'], cap: 200, now, rows: '[]' };
     for (const found of [
       await scans(conversationsWithCap, { ids, counted: ids, floor }),
       await scans(replyInConversationToday, { floor, accountId: 'acct_1', conversationId: 'conv_1_1' }),
-      await scans(conversationsRepliedTodayByAccount, { accountIds: ['acct_1', 'acct_7'], floor }),
+      await scans(takeFirstQuotaAndInsert, { ...firstWrite, floor }),
       await scans(repliesSentAfter, { accountId: 'acct_1', conversationId: 'conv_1_1', floor, after: now - 60_000 }),
       await scans(claimQueued, { ids: [`${floor.slice(0, -16)}${(5_000_000 + 10_000 + 100 + 15).toString(16).padStart(16, '0')}`], now }),
     ]) {
@@ -55,14 +57,17 @@ describe(`hot statements keep to their account, conversation or ids under stale 
       for (const [index, cond] of found) expect(`${index}: ${cond}`).toMatch(/\b(account_id|conversation_id|id) = /);
     }
 
-    // The accept path's write runs its generic plan (database.ts, `generic`): its conversations by id.
-    const write = takeQuotaAndInsert.bound(db().db, {
-      input: JSON.stringify([{ id: 'conv_1_1', seen_count: 0, seen_inbound: null, take: 1 }]), ids: ['conv_1_1'], now, rows: '[]',
-    });
-    const writeScans = (await postgresPlans(db().db, write))
-      .flatMap(({ mode, plan }) => tableScans(plan, ['conversations']).map(([index, cond]) => `${mode}: ${index}: ${cond}`));
-    expect(writeScans.length).toBeGreaterThan(0);
-    for (const found of writeScans) expect(found).toMatch(/\bid = /);
+    // The accept path's writes go to their conversations by id: the batched write in its generic
+    // plan (database.ts, `generic`), the first replies' write in its custom plan (a script).
+    for (const write of [
+      takeQuotaAndInsert.bound(db().db, { input: JSON.stringify([{ id: 'conv_1_1', seen_count: 0, seen_inbound: null, take: 1 }]), ids: ['conv_1_1'], now, rows: '[]' }),
+      takeFirstQuotaAndInsert.bound(db().db, { ...firstWrite, floor }),
+    ]) {
+      const writeScans = (await postgresPlans(db().db, write))
+        .flatMap(({ mode, plan }) => tableScans(plan, ['conversations']).map(([index, cond]) => `${mode}: ${index}: ${cond}`));
+      expect(writeScans.length).toBeGreaterThan(0);
+      for (const found of writeScans) expect(found).toMatch(/\bid = /);
+    }
   });
 });
 

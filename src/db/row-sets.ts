@@ -35,7 +35,7 @@ export function rowsAs(db: Executor, columns: [name: string, type: 'text' | 'big
  * and a batch of accepts) could each hold a row the other waits for: a deadlock, which Postgres
  * breaks only after deadlock_timeout (a second by default), failing one batch. Joined to `x.id`,
  * this CTE (`l`) locks the rows first, in id order, the order every other multi-row lock of
- * conversations takes (accept-batch.ts lockConversations, ingest/apply.ts postgresLookups).
+ * conversations takes (ingest/apply.ts postgresLookups).
  */
 export function conversationsLockedInOrder(ids: unknown): { cte: RawBuilder<unknown>; join: RawBuilder<unknown> } {
   return {

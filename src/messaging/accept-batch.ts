@@ -6,7 +6,7 @@ import type { Executor } from '../db/database.js';
 import { prepared } from '../db/prepared.js';
 import { MESSAGE_COLUMNS, type ConversationRow, type MessageRow } from './views.js';
 import type { WindowPolicy } from '../providers/types.js';
-import { conversationsRepliedTodayByAccount, idFloor, repliedByAccount, utcDayStart } from './queue.js';
+import { idFloor, utcDayStart } from './queue.js';
 import { runScript } from '../db/pg-script.js';
 import { conversationsLockedInOrder } from '../db/row-sets.js';
 import { windowAt } from './window.js';
@@ -21,11 +21,12 @@ import { windowAt } from './window.js';
  * conversation is still as it was read (its quota count and its last customer message, all the
  * window policy looks at). A conversation's first reply of the (UTC) day also takes one of the
  * account's daily conversations, a count over many rows that no compare-and-set can guard: those
- * replies are written together in one transaction under the locks of their accounts, then their
- * conversations (the order every accept locks in), and decided exactly as the locking path decides
- * one. Whatever a batch cannot settle (the conversation changed, a reply would be over a limit, the
- * statement failed) comes back as "not written", and the caller takes the locking transaction,
- * which decides it exactly (and says why it refuses).
+ * replies are written together in one transaction under the locks of their accounts (the lock
+ * every accept of a first reply takes first), and only if the count, taken under those locks,
+ * leaves room for all of the account's new conversations. Whatever a batch cannot settle (the
+ * conversation changed, a reply would be over a limit, the statement failed) comes back as "not
+ * written", and the caller takes the locking transaction, which decides it exactly (and says why
+ * it refuses).
  */
 
 export type ConversationForAccept = ConversationRow & { account_status: string; status_reason: string | null; business_id: string };
@@ -152,23 +153,8 @@ export class AcceptBatcher {
   }
 
   private async writeAll(items: PendingAccept[]): Promise<boolean[]> {
-    // Per conversation: the replies that took quota in arrival order, from the state they read.
-    const groups = new Map<string, { seen: ConversationRow; members: number[] }>();
-    const planned = new Set<number>();
-    items.forEach((item, i) => {
-      let g = groups.get(item.seen.id);
-      if (!g) groups.set(item.seen.id, g = { seen: item.seen, members: [] });
-      // Read another version of the conversation than the batch's first: let the lock decide.
-      if (g.seen.outbound_since_inbound !== item.seen.outbound_since_inbound || g.seen.last_inbound_at !== item.seen.last_inbound_at) return;
-      const w = windowAt(item.policy, { lastInboundAt: g.seen.last_inbound_at, outboundSinceInbound: g.seen.outbound_since_inbound + g.members.length, repliedBefore: item.repliedBefore }, item.now);
-      if (w.blocked) return; // over the limit counting this batch's earlier replies: the lock decides (and refuses)
-      item.row.id = newId('msg', item.now);
-      g.members.push(i);
-      planned.add(i);
-    });
+    const { planned, input } = planQuota(items);
     if (!planned.size) return items.map(() => false);
-    const input = [...groups.values()].filter((g) => g.members.length)
-      .map((g) => ({ id: g.seen.id, seen_count: g.seen.outbound_since_inbound, seen_inbound: g.seen.last_inbound_at, take: g.members.length }));
     const rows = items.filter((_, i) => planned.has(i)).map((item) => item.row);
     const now = Math.max(...items.map((item) => item.now));
     let written: Set<string>;
@@ -186,60 +172,35 @@ export class AcceptBatcher {
   }
 
   /**
-   * First replies of the day: decided together under the locks of their accounts, then their
-   * conversations, exactly as the locking path decides one. What would be refused comes back
-   * false (the locking path refuses it with its reason).
-   *
-   * Two round trips (pg-script.ts): the transaction's start, the locks and the read of the day's
-   * replies in one; the write and the commit in the other. The accounts stay locked from the first
-   * to the commit: as Kysely's one statement per round trip, that was four round trips and a commit.
+   * First replies of the day: planned from what their requests read, as writeAll plans, and written
+   * in one round trip (pg-script.ts) that locks their accounts, then counts the accounts' days and
+   * writes in one statement (takeFirstQuotaAndInsert): the accounts stay locked for the server's
+   * work and the commit only. (Reading the day's replies under the locks and deciding here kept
+   * them locked across two round trips and this process's turn in between, which under load was
+   * most of what a first reply waited for.) What is not written comes back false: the locking path
+   * decides it exactly, and says why it refuses.
    */
   private async writeFirsts(items: PendingAccept[]): Promise<boolean[]> {
     const day = utcDayStart(items[0].now);
-    const cap = this.ctx.config.tiktokDailyCap;
-    const written = items.map(() => false);
+    // (A batch that straddles midnight: the replies of the later day take the locking path.)
+    const { planned, input } = planQuota(items, (item) => utcDayStart(item.now) === day);
+    if (!planned.size) return items.map(() => false);
     const { db, pool } = this.ctx.database;
     const client = await pool!.connect();
     let broken: Error | undefined;
     try {
-      const accountIds = [...new Set(items.map((item) => item.row.account_id))].sort();
-      const conversationIds = [...new Set(items.map((item) => item.seen.id))].sort();
-      const [, , locked, repliedRows] = await runScript(client, [
+      const accountIds = [...new Set(input.map((x) => x.account_id))].sort();
+      const [, , inserted] = await runScript(client, [
         'begin',
         lockAccounts.bound(db, { ids: accountIds }),
-        lockConversations.bound(db, { ids: conversationIds }),
-        // A statement of its own, after the locks: its snapshot sees every reply committed before them.
-        conversationsRepliedTodayByAccount.bound(db, { accountIds, floor: idFloor('msg', day) }),
+        takeFirstQuotaAndInsert.bound(db, {
+          input: JSON.stringify(input), ids: input.map((x) => x.id), accountIds, floor: idFloor('msg', day), cap: this.ctx.config.tiktokDailyCap,
+          now: Math.max(...items.map((item) => item.now)), rows: JSON.stringify(items.filter((_, i) => planned.has(i)).map((item) => item.row)),
+        }),
+        'commit',
       ]);
-      const fresh = new Map((locked as unknown as ConversationRow[]).map((c) => [c.id, c]));
-      const replied = repliedByAccount(accountIds, repliedRows as { account_id: string; conversation_id: string }[]);
-      const taken = new Map<string, number>();
-      items.forEach((item, i) => {
-        const conv = fresh.get(item.seen.id);
-        if (!conv || utcDayStart(item.now) !== day) return;
-        const earlier = taken.get(conv.id) ?? 0;
-        const w = windowAt(item.policy, { lastInboundAt: conv.last_inbound_at, outboundSinceInbound: conv.outbound_since_inbound + earlier, repliedBefore: item.repliedBefore }, item.now);
-        if (w.blocked) return;
-        const today = replied.get(item.row.account_id)!;
-        if (!today.has(conv.id)) {
-          if (today.size >= cap) return;
-          today.add(conv.id);
-        }
-        item.row.id = newId('msg', item.now);
-        taken.set(conv.id, earlier + 1);
-        written[i] = true;
-      });
-      if (!taken.size) {
-        await runScript(client, ['commit']);
-        return written;
-      }
-      const counts = [...taken].map(([id, k]) => ({ id, count: fresh.get(id)!.outbound_since_inbound + k }));
-      const write = setQuotaAndInsert.bound(db, {
-        counts: JSON.stringify(counts), ids: counts.map((x) => x.id), now: Math.max(...items.map((item) => item.now)),
-        rows: JSON.stringify(items.filter((_, i) => written[i]).map((item) => item.row)),
-      });
-      await runScript(client, [write, 'commit']);
-      return written;
+      const written = new Set(inserted.map((r) => r.id as string));
+      return items.map((item, i) => planned.has(i) && written.has(item.row.id));
     } catch (err) {
       this.ctx.log.debug({ err, size: items.length }, 'batched first replies failed; taking the locking path for each');
       // Whatever the script left (an aborted transaction, or none): a connection that cannot roll back is not reused.
@@ -249,6 +210,34 @@ export class AcceptBatcher {
       client.release(broken);
     }
   }
+}
+
+interface QuotaInput { id: string; account_id: string; seen_count: number; seen_inbound: number | null; take: number }
+
+/**
+ * Per conversation, the replies that take its quota in arrival order, counted from the state their
+ * requests read (what the write's compare-and-set expects); each planned reply gets its id. A reply
+ * that read another version of its conversation than the batch's first, or would be over the
+ * window's limit counting the batch's earlier replies, is left out: the locking path decides it.
+ */
+function planQuota(items: PendingAccept[], eligible: (item: PendingAccept) => boolean = () => true): { planned: Set<number>; input: QuotaInput[] } {
+  const groups = new Map<string, { seen: ConversationForAccept; members: number[] }>();
+  const planned = new Set<number>();
+  items.forEach((item, i) => {
+    if (!eligible(item)) return;
+    let g = groups.get(item.seen.id);
+    if (!g) groups.set(item.seen.id, g = { seen: item.seen, members: [] });
+    if (g.seen.outbound_since_inbound !== item.seen.outbound_since_inbound || g.seen.last_inbound_at !== item.seen.last_inbound_at) return;
+    const w = windowAt(item.policy, { lastInboundAt: g.seen.last_inbound_at, outboundSinceInbound: g.seen.outbound_since_inbound + g.members.length, repliedBefore: item.repliedBefore }, item.now);
+    if (w.blocked) return;
+    item.row.id = newId('msg', item.now);
+    g.members.push(i);
+    planned.add(i);
+  });
+  const input = [...groups.values()].filter((g) => g.members.length).map((g) => ({
+    id: g.seen.id, account_id: g.seen.account_id, seen_count: g.seen.outbound_since_inbound, seen_inbound: g.seen.last_inbound_at, take: g.members.length,
+  }));
+  return { planned, input };
 }
 
 /** `insert into messages` of the rows in `rows` (a JSON array of MessageRow) as `m`, filtered by `where`; returns their ids. */
@@ -261,40 +250,55 @@ function insertMessages(rows: unknown, where: RawBuilder<unknown>) {
     returning id`;
 }
 
+/** The JSON of planQuota's rows as `input`. */
+const quotaInput = (json: unknown) =>
+  sql`input as (select * from jsonb_to_recordset(${json}::jsonb) as x(id text, account_id text, seen_count bigint, seen_inbound bigint, take bigint))`;
+
 /**
- * The batch's quota taken and its replies inserted, one statement: a conversation takes its
- * replies only if it is still as its requests read it (the compare-and-set), and only the replies
- * of conversations that did are inserted. Inputs are JSON: the text is the same whatever the batch.
+ * The compare-and-set: each conversation of `input` (those `where` allows) takes its replies only if
+ * it is still as its requests read it; then only the replies of conversations that took are
+ * inserted. The conversations are locked first, in id order (conversationsLockedInOrder).
  */
-export const takeQuotaAndInsert = prepared<{ input: string; ids: string[]; now: number; rows: string }>()((_db, $) => {
-  const locked = conversationsLockedInOrder($('ids'));
-  return sql<{ id: string }>`with input as (
-    select * from jsonb_to_recordset(${$('input')}::jsonb) as x(id text, seen_count bigint, seen_inbound bigint, take bigint)
-  ), ${locked.cte}, taken as (
+function takeAndInsert(ids: unknown, now: unknown, rows: unknown, where: RawBuilder<unknown>) {
+  const locked = conversationsLockedInOrder(ids);
+  return sql`${locked.cte}, taken as (
     -- (The id list lets the planner go through the primary key: it cannot see into the JSON.)
-    update conversations c set outbound_since_inbound = c.outbound_since_inbound + x.take, updated_at = ${$('now')}
+    update conversations c set outbound_since_inbound = c.outbound_since_inbound + x.take, updated_at = ${now}
     from input x${locked.join}
-    where c.id = any(${$('ids')}::text[])
+    where c.id = any(${ids}::text[]) and ${where}
       and c.id = x.id and c.outbound_since_inbound = x.seen_count and c.last_inbound_at is not distinct from x.seen_inbound
     returning c.id
   )
-  ${insertMessages($('rows'), sql`where m.conversation_id in (select id from taken)`)}`;
-});
+  ${insertMessages(rows, sql`where m.conversation_id in (select id from taken)`)}`;
+}
 
-/** First replies of the day, decided under the locks: their conversations' new counts set and the replies inserted. */
-const setQuotaAndInsert = prepared<{ counts: string; ids: string[]; now: number; rows: string }>()((_db, $) => sql<{ id: string }>`with input as (
-    select * from jsonb_to_recordset(${$('counts')}::jsonb) as x(id text, count bigint)
-  ), taken as (
-    update conversations c set outbound_since_inbound = x.count, updated_at = ${$('now')}
-    from input x where c.id = any(${$('ids')}::text[]) and c.id = x.id
-  )
-  ${insertMessages($('rows'), sql``)}`);
+/**
+ * The batch's quota taken and its replies inserted, one statement (takeAndInsert). Inputs are JSON:
+ * the text is the same whatever the batch.
+ */
+export const takeQuotaAndInsert = prepared<{ input: string; ids: string[]; now: number; rows: string }>()((_db, $) =>
+  sql<{ id: string }>`with ${quotaInput($('input'))}, ${takeAndInsert($('ids'), $('now'), $('rows'), sql`true`)}`);
+
+/**
+ * First replies of the day, run after their accounts are locked (its snapshot then sees every reply
+ * committed before the locks): takeAndInsert, for the accounts whose daily cap holds, counted now,
+ * every conversation of the batch that has no reply today yet. An account that would go over takes
+ * nothing here (the locking path then admits up to the cap and refuses the rest, with the reason).
+ * The day's replies are found through messages_outbound_account (account_id, id).
+ */
+export const takeFirstQuotaAndInsert = prepared<{ input: string; ids: string[]; accountIds: string[]; floor: string; cap: number; now: number; rows: string }>()((_db, $) =>
+  sql<{ id: string }>`with ${quotaInput($('input'))}, replied as (
+    select distinct m.account_id, m.conversation_id from messages m
+    where m.account_id = any(${$('accountIds')}::text[]) and m.direction = 'outbound' and m.id >= ${$('floor')} and m.status <> 'failed'
+  ), fits as (
+    select a.id from unnest(${$('accountIds')}::text[]) as a(id)
+    where (select count(*) from replied r where r.account_id = a.id)
+      + (select count(*) from input x where x.account_id = a.id and not exists (select 1 from replied r where r.conversation_id = x.id)) <= ${$('cap')}
+  ), ${takeAndInsert($('ids'), $('now'), $('rows'), sql`x.account_id in (select id from fits)`)}`);
 
 /** In id order, the order every accept locks in. */
 const lockAccounts = prepared<{ ids: string[] }>()((db, $) =>
   db.selectFrom('accounts').select('id').where('id', '=', sql<string>`any(${$('ids')}::text[])`).orderBy('id').forUpdate());
-const lockConversations = prepared<{ ids: string[] }>()((db, $) =>
-  db.selectFrom('conversations').selectAll().where('id', '=', sql<string>`any(${$('ids')}::text[])`).orderBy('id').forUpdate());
 
 const registry = new WeakMap<AppContext, AcceptBatcher>();
 

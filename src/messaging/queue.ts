@@ -129,20 +129,6 @@ export async function conversationsRepliedToday(db: Executor, accountId: string,
   return Number(row?.n ?? 0);
 }
 
-/**
- * The conversations these accounts replied to (or have replies queued for) since `floor` (the UTC
- * day's first id): rows of account_id, conversation_id. Postgres (the accounts as one array).
- */
-export const conversationsRepliedTodayByAccount = prepared<{ accountIds: string[]; floor: string }>()((db, $) =>
-  todaysReplies(db, $('floor')).select(['account_id', 'conversation_id']).distinct().where('account_id', '=', sql<string>`any(${$('accountIds')}::text[])`));
-
-/** Those rows per account (every account asked for, replied or not). */
-export function repliedByAccount(accountIds: string[], rows: { account_id: string; conversation_id: string }[]): Map<string, Set<string>> {
-  const out = new Map(accountIds.map((id) => [id, new Set<string>()]));
-  for (const r of rows) out.get(r.account_id)?.add(r.conversation_id);
-  return out;
-}
-
 export interface StatusEventInput {
   accountId: string;
   provider: string;
