@@ -17,6 +17,8 @@ describe(`first replies of the day, batched (${TEST_DB})`, () => {
   const now = Date.now();
   const floor = idFloor('msg', utcDayStart(now));
   let seq = 0;
+  /** A reply id of today, each new. */
+  const nextId = () => `${floor.slice(0, -4)}${String(++seq).padStart(4, '0')}`;
 
   async function account(id: string, conversations: number): Promise<void> {
     await sql`insert into accounts (id, provider, external_id, status, created_at, updated_at) values (${id}, 'tiktok', ${`biz_${id}`}, 'active', ${now}, ${now})`.execute(db().db);
@@ -26,7 +28,7 @@ describe(`first replies of the day, batched (${TEST_DB})`, () => {
 
   /** A reply of today, already written. */
   async function replied(conversationId: string, accountId: string, status = 'sent'): Promise<void> {
-    const id = `${floor.slice(0, -4)}${String(++seq).padStart(4, '0')}`;
+    const id = nextId();
     await sql`insert into messages (id, conversation_id, account_id, direction, type, text, source, status, counted_in_window, created_at, updated_at)
       values (${id}, ${conversationId}, ${accountId}, 'outbound', 'text', 'earlier', 'api', ${status}, 1, ${now}, ${now})`.execute(db().db);
   }
@@ -34,7 +36,7 @@ describe(`first replies of the day, batched (${TEST_DB})`, () => {
   function reply(conversationId: string, accountId: string): Record<string, unknown> {
     const row: Record<string, unknown> = Object.fromEntries(MESSAGE_COLUMNS.map((c) => [c, null]));
     Object.assign(row, {
-      id: `${floor.slice(0, -4)}${String(++seq).padStart(4, '0')}`, conversation_id: conversationId, account_id: accountId, direction: 'outbound',
+      id: nextId(), conversation_id: conversationId, account_id: accountId, direction: 'outbound',
       type: 'text', text: 'hello', source: 'api', status: 'queued', attempts: 0, next_attempt_at: now, counted_in_window: 1, created_at: now, updated_at: now,
     });
     return row;

@@ -6,7 +6,7 @@ import type { Executor } from '../db/database.js';
 import { prepared } from '../db/prepared.js';
 import { MESSAGE_COLUMNS, type ConversationRow, type MessageRow } from './views.js';
 import type { WindowPolicy } from '../providers/types.js';
-import { idFloor, utcDayStart } from './queue.js';
+import { idFloor, todaysReplies, utcDayStart } from './queue.js';
 import { runScript } from '../db/pg-script.js';
 import { conversationsLockedInOrder } from '../db/row-sets.js';
 import { windowAt } from './window.js';
@@ -153,9 +153,8 @@ export class AcceptBatcher {
   }
 
   private async writeAll(items: PendingAccept[]): Promise<boolean[]> {
-    const { planned, input } = planQuota(items);
+    const { planned, input, rows } = planQuota(items);
     if (!planned.size) return items.map(() => false);
-    const rows = items.filter((_, i) => planned.has(i)).map((item) => item.row);
     const now = Math.max(...items.map((item) => item.now));
     let written: Set<string>;
     try {
@@ -183,7 +182,7 @@ export class AcceptBatcher {
   private async writeFirsts(items: PendingAccept[]): Promise<boolean[]> {
     const day = utcDayStart(items[0].now);
     // (A batch that straddles midnight: the replies of the later day take the locking path.)
-    const { planned, input } = planQuota(items, (item) => utcDayStart(item.now) === day);
+    const { planned, input, rows } = planQuota(items, (item) => utcDayStart(item.now) === day);
     if (!planned.size) return items.map(() => false);
     const { db, pool } = this.ctx.database;
     const client = await pool!.connect();
@@ -195,7 +194,7 @@ export class AcceptBatcher {
         lockAccounts.bound(db, { ids: accountIds }),
         takeFirstQuotaAndInsert.bound(db, {
           input: JSON.stringify(input), ids: input.map((x) => x.id), accountIds, floor: idFloor('msg', day), cap: this.ctx.config.tiktokDailyCap,
-          now: Math.max(...items.map((item) => item.now)), rows: JSON.stringify(items.filter((_, i) => planned.has(i)).map((item) => item.row)),
+          now: Math.max(...items.map((item) => item.now)), rows: JSON.stringify(rows),
         }),
         'commit',
       ]);
@@ -220,7 +219,7 @@ interface QuotaInput { id: string; account_id: string; seen_count: number; seen_
  * that read another version of its conversation than the batch's first, or would be over the
  * window's limit counting the batch's earlier replies, is left out: the locking path decides it.
  */
-function planQuota(items: PendingAccept[], eligible: (item: PendingAccept) => boolean = () => true): { planned: Set<number>; input: QuotaInput[] } {
+function planQuota(items: PendingAccept[], eligible: (item: PendingAccept) => boolean = () => true): { planned: Set<number>; input: QuotaInput[]; rows: MessageRow[] } {
   const groups = new Map<string, { seen: ConversationForAccept; members: number[] }>();
   const planned = new Set<number>();
   items.forEach((item, i) => {
@@ -237,7 +236,7 @@ function planQuota(items: PendingAccept[], eligible: (item: PendingAccept) => bo
   const input = [...groups.values()].filter((g) => g.members.length).map((g) => ({
     id: g.seen.id, account_id: g.seen.account_id, seen_count: g.seen.outbound_since_inbound, seen_inbound: g.seen.last_inbound_at, take: g.members.length,
   }));
-  return { planned, input };
+  return { planned, input, rows: items.filter((_, i) => planned.has(i)).map((item) => item.row) };
 }
 
 /** `insert into messages` of the rows in `rows` (a JSON array of MessageRow) as `m`, filtered by `where`; returns their ids. */
@@ -286,10 +285,9 @@ export const takeQuotaAndInsert = prepared<{ input: string; ids: string[]; now: 
  * nothing here (the locking path then admits up to the cap and refuses the rest, with the reason).
  * The day's replies are found through messages_outbound_account (account_id, id).
  */
-export const takeFirstQuotaAndInsert = prepared<{ input: string; ids: string[]; accountIds: string[]; floor: string; cap: number; now: number; rows: string }>()((_db, $) =>
+export const takeFirstQuotaAndInsert = prepared<{ input: string; ids: string[]; accountIds: string[]; floor: string; cap: number; now: number; rows: string }>()((db, $) =>
   sql<{ id: string }>`with ${quotaInput($('input'))}, replied as (
-    select distinct m.account_id, m.conversation_id from messages m
-    where m.account_id = any(${$('accountIds')}::text[]) and m.direction = 'outbound' and m.id >= ${$('floor')} and m.status <> 'failed'
+    ${todaysReplies(db, $('floor')).select(['account_id', 'conversation_id']).distinct().where('account_id', '=', sql<string>`any(${$('accountIds')}::text[])`)}
   ), fits as (
     select a.id from unnest(${$('accountIds')}::text[]) as a(id)
     where (select count(*) from replied r where r.account_id = a.id)

@@ -100,7 +100,7 @@ export async function repliedBeforeLastInbound(db: Executor, convs: { id: string
 }
 
 /** Replies that take (or hold) a daily-cap slot on `now`'s UTC day: outbound, not failed, created that day. */
-const todaysReplies = (db: Executor, floor: string) => db.selectFrom('messages')
+export const todaysReplies = (db: Executor, floor: string) => db.selectFrom('messages')
   .where(isOutbound()).where('id', '>=', floor).where('status', '<>', 'failed');
 const todaysFloor = (now: number) => idFloor('msg', utcDayStart(now));
 
