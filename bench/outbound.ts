@@ -21,7 +21,11 @@
  *    same in a process that only accepts; each BENCH_LATENCY_RUNS times, the median run's p99 the
  *    figure (one run's p99 varies several-fold on a shared 2-core machine); p50/p99
  *    against GET /healthz and GET /v1/messages/{id} at the same rate on the same server, and the
- *    gateway's own measure of the same requests (its request duration histogram in /metrics).
+ *    gateway's own measure of the same requests (its request duration histogram in /metrics). The
+ *    sending process is measured twice: with consecutive probes to one account's conversations
+ *    (bursts of 10 replies per account, which its 10 per second spread over a second), and with
+ *    the probes going round the accounts (each gets 2.5 replies per second); for both also the
+ *    time from each probe's 202 to TikTok's record of its send.
  * 6. Peak memory (VmHWM) of the sending gateway process, against the first process once idle.
  *
  * Runs on SQLite; on PostgreSQL instead when BENCH_DATABASE_URL is set.
@@ -287,9 +291,10 @@ function send(url: string, init: RequestInit): Promise<number> {
   });
 }
 
-async function paced(url: string, rate: number, seconds: number, init: (i: number) => RequestInit): Promise<{ lat: number[]; non2xx: number; errors: number }> {
+async function paced(url: string, rate: number, seconds: number, init: (i: number) => RequestInit): Promise<{ lat: number[]; non2xx: number; errors: number; answeredAt: number[] }> {
   const total = Math.round(rate * seconds);
   const lat: number[] = [];
+  const answeredAt: number[] = [];
   let non2xx = 0;
   let errors = 0;
   const inflight: Promise<void>[] = [];
@@ -301,12 +306,13 @@ async function paced(url: string, rate: number, seconds: number, init: (i: numbe
     const started = performance.now();
     inflight.push(send(url, init(i)).then((status) => {
       lat.push(performance.now() - started);
+      answeredAt[i] = Date.now();
       if (status >= 300) non2xx++;
     }, () => { errors++; }));
   }
   await Promise.all(inflight);
   lat.sort((a, b) => a - b);
-  return { lat, non2xx, errors };
+  return { lat, non2xx, errors, answeredAt };
 }
 
 interface RateReport { rates: number[]; sent: number; first: number; last: number; busiest: number }
@@ -476,34 +482,77 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     // ---- Latency ---------------------------------------------------------------------------
     // Each phase's probes go to the conversations above (written again: a fresh quota) and to as
     // many new ones, whose first reply of the day also takes a slot of the account's daily cap.
-    const newConversations = async (tag: string) => {
+    // `spread`: listed round the accounts (one conversation of each, then the next of each…);
+    // otherwise in id order, which is one account's conversations after another.
+    const newConversations = async (tag: string, spread = false) => {
       const fresh = customers.map((c) => ({ ...c, from: `${c.from}_${tag}` }));
       const at = Date.now();
       await pool([...customers, ...fresh], 32, async (c) => { await control(s, 'dm', { ...c, text: 'One more question' }); });
       await waitForCustomers(s, customers.length + fresh.length, at);
-      const ids = await s.db.db.selectFrom('conversations').select('id').where('last_inbound_at', '>=', at).orderBy('id').execute();
-      return ids.map((c) => c.id);
+      const rows = await s.db.db.selectFrom('conversations').select(['id', 'account_id']).where('last_inbound_at', '>=', at).orderBy('id').execute();
+      if (!spread) return rows.map((c) => c.id);
+      const byAccount = new Map<string, string[]>();
+      for (const c of rows) {
+        const list = byAccount.get(c.account_id);
+        if (list) list.push(c.id);
+        else byAccount.set(c.account_id, [c.id]);
+      }
+      const lists = [...byAccount.values()];
+      return Array.from({ length: Math.max(...lists.map((l) => l.length)) }, (_, k) => lists.flatMap((l) => (k < l.length ? [l[k]] : []))).flat();
     };
     const sample = await s.db.db.selectFrom('messages').select('id').limit(1).executeTakeFirstOrThrow();
     const get = (): RequestInit => ({ headers: auth });
     const line = (r: { lat: number[]; non2xx: number; errors: number }) =>
       `p50 ${fmt(pct(r.lat, 50), 2)} ms, p99 ${fmt(pct(r.lat, 99), 2)} ms, max ${fmt(r.lat[r.lat.length - 1], 1)} ms (${r.lat.length} answers, ${r.non2xx} non-2xx, ${r.errors} errors)`;
     let probe = 0;
-    const postProbes = (convs: string[]) => paced(`${s.gwUrl}/v1/messages`, RATE, LATENCY_S, () => {
-      const i = probe++;
-      return {
-        method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
-        body: JSON.stringify({ conversation_id: convs[i % convs.length], type: 'text', text: `Latency probe ${i}` }),
+    const probeText = (i: number) => `Latency probe ${i}`;
+    const postProbes = async (convs: string[]) => {
+      const first = probe;
+      const res = await paced(`${s.gwUrl}/v1/messages`, RATE, LATENCY_S, () => {
+        const i = probe++;
+        return {
+          method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
+          body: JSON.stringify({ conversation_id: convs[i % convs.length], type: 'text', text: probeText(i) }),
+        };
+      });
+      return { ...res, textOf: (k: number) => probeText(first + k) };
+    };
+    /**
+     * From each probe's 202 to TikTok's record of its send (the same machine's clock). When
+     * consecutive probes go to one account's conversations, faster than its 10 per second, most of
+     * them wait for their account's rate slot (paced 100 ms apart): the replies sent first after a
+     * quiet second of their account show the gateway's own delay.
+     */
+    const toTikTok = async (res: Awaited<ReturnType<typeof postProbes>>, sentFrom: number) => {
+      const sent = (await control<{ data: { business_id: string; text: { body: string } | null; timestamp: number }[] }>(s, 'sent')).data.slice(sentFrom);
+      const lastOf = new Map<string, number>();
+      const at = new Map<string | undefined, { ts: number; first: boolean }>();
+      for (const r of [...sent].sort((a, b) => a.timestamp - b.timestamp)) {
+        at.set(r.text?.body, { ts: r.timestamp, first: r.timestamp - (lastOf.get(r.business_id) ?? -Infinity) > 1000 });
+        lastOf.set(r.business_id, r.timestamp);
+      }
+      const all: number[] = [];
+      const first: number[] = [];
+      res.answeredAt.forEach((answered, k) => {
+        const send = at.get(res.textOf(k));
+        if (!send) return;
+        all.push(send.ts - answered);
+        if (send.first) first.push(send.ts - answered);
+      });
+      const line = (l: number[]) => {
+        l.sort((a, b) => a - b);
+        return `p50 ${fmt(pct(l, 50), 1)} ms, p99 ${fmt(pct(l, 99), 1)} ms (${l.length} replies)`;
       };
-    });
+      return `from the 202 to TikTok: ${line(all)}; the first after a quiet second of their account: ${line(first)}`;
+    };
     // One run's p99 on this shared 2-core machine varies by a factor of several between identical
     // runs (the tail follows what else the cores and the disk are doing), so the POST phases are
     // run LATENCY_RUNS times, each on fresh conversations, and the median run's p99 is the figure.
-    const postRuns = async (mode: 'send' | 'api', conversationsFor: (run: number) => Promise<string[]>) => {
+    const postRuns = async (mode: 'send' | 'api', conversationsFor: (run: number) => Promise<string[]>, order: string) => {
       const p99s: number[] = [];
       for (let r = 0; r < LATENCY_RUNS; r++) {
         const convs = await conversationsFor(r);
-        if (r === 0) console.log(`[${label}]   latency probes go to ${convs.length} conversations, ${customers.length} of them new (a first reply of the day)`);
+        if (r === 0) console.log(`[${label}]   latency probes go to ${convs.length} conversations, ${customers.length} of them new (a first reply of the day), ${order}`);
         const before = await control(s, 'stats');
         const loop0 = await loopStats(s);
         const cpu = cpuMeter(s, label === 'postgres');
@@ -520,6 +569,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
         const after = await control(s, 'stats');
         const total = Object.keys(after.violations).reduce((a, k) => a + after.violations[k] - before.violations[k], 0);
         console.log(`[${label}]     those ${res.lat.length} probes reached TikTok too: ${after.sent - before.sent} sent; violations ${total}, 40100 throttles ${after.violations.qps - before.violations.qps}`);
+        console.log(`[${label}]     ${await toTikTok(res, before.sent as number)}`);
       }
       const sorted = [...p99s].sort((a, b) => a - b);
       return { median: sorted[Math.floor((sorted.length - 1) / 2)], all: p99s };
@@ -533,8 +583,11 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     console.log(`[${label}] at ${RATE} requests/s for ${LATENCY_S} s:`);
     console.log(`[${label}]   baseline GET /healthz           ${line(health)}`);
     console.log(`[${label}]   baseline GET /v1/messages/{id}  ${line(read)}`);
+    const inARow = 'one account\'s in a row';
     console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts:`);
-    const busy = await postRuns('send', (r) => newConversations(`send${r}`));
+    const busy = await postRuns('send', (r) => newConversations(`send${r}`), inARow);
+    console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts, the probes round the accounts:`);
+    const round = await postRuns('send', (r) => newConversations(`round${r}`, true), 'round the accounts');
     const mem = peakRssMb(s.gateway.pid!);
     // The accept path alone: a process that only serves the API (--role api), the sending elsewhere.
     // It does not process webhooks either: the customers write first.
@@ -543,8 +596,9 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     await s.restart('api');
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get);
     console.log(`[${label}]   POST /v1/messages, an API-only process (--role api):`);
-    const alone = await postRuns('api', (r) => Promise.resolve(apiSets[r]));
+    const alone = await postRuns('api', (r) => Promise.resolve(apiSets[r]), inARow);
     console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts: ${runsLine(busy)}`);
+    console.log(`[${label}]     the same, the probes round the accounts:                 ${runsLine(round)}`);
     console.log(`[${label}]   POST /v1/messages, an API-only process (--role api):     ${runsLine(alone)}`);
     console.log(`[${label}]   POST p99 / GET /healthz p99: ${fmt(busy.median / pct(health.lat, 99), 2)}× (sending too), ${fmt(alone.median / pct(health.lat, 99), 2)}× (API only)`);
 
@@ -557,8 +611,8 @@ async function run(label: string, databaseUrl: string): Promise<void> {
 async function main(): Promise<void> {
   // Each latency run replies to CONVERSATIONS new conversations per account: all of them must fit in
   // the day's cap (200, the gateway's and the emulator's default), or replies would be refused.
-  const conversationsToday = CONVERSATIONS * (1 + 2 * LATENCY_RUNS);
-  if (conversationsToday > 200) throw new Error(`BENCH_CONVERSATIONS × (1 + 2 × BENCH_LATENCY_RUNS) = ${conversationsToday}: over the daily cap of 200 conversations per account`);
+  const conversationsToday = CONVERSATIONS * (1 + 3 * LATENCY_RUNS);
+  if (conversationsToday > 200) throw new Error(`BENCH_CONVERSATIONS × (1 + 3 × BENCH_LATENCY_RUNS) = ${conversationsToday}: over the daily cap of 200 conversations per account`);
   const pgUrl = process.env.BENCH_DATABASE_URL;
   if (!pgUrl) {
     await run('sqlite', '');
