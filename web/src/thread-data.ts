@@ -144,7 +144,10 @@ export function useThreadMessages(conversationId: string) {
       if (previewUrl) previews.set(msg.id, previewUrl);
       if (!alive.current) return msg;
       // A local preview keeps showing the image until the server has its own copy.
-      merge([previewUrl && !msg.media?.url ? { ...msg, media: { ...(msg.media ?? {}), url: previewUrl } } : msg], false);
+      const row = previewUrl && !msg.media?.url ? { ...msg, media: { ...(msg.media ?? {}), url: previewUrl } } : msg;
+      // The reply's events (or the refresh they start) may have brought it first, further along
+      // (sending, sent) than this answer (queued): keep that.
+      setById((p) => (p.has(row.id) ? p : new Map(p).set(row.id, row)));
       setLocals((prev) => prev.filter((m) => m.id !== tempId));
       conversations.refresh(conversationId, 0);
       return msg;
