@@ -498,7 +498,9 @@ async function run(label: string, databaseUrl: string): Promise<void> {
         else byAccount.set(c.account_id, [c.id]);
       }
       const lists = [...byAccount.values()];
-      return Array.from({ length: Math.max(...lists.map((l) => l.length)) }, (_, k) => lists.flatMap((l) => (k < l.length ? [l[k]] : []))).flat();
+      const round: string[] = [];
+      for (let k = 0; k < Math.max(...lists.map((l) => l.length)); k++) for (const l of lists) if (k < l.length) round.push(l[k]);
+      return round;
     };
     const sample = await s.db.db.selectFrom('messages').select('id').limit(1).executeTakeFirstOrThrow();
     const get = (): RequestInit => ({ headers: auth });
@@ -527,7 +529,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
       const sent = (await control<{ data: { business_id: string; text: { body: string } | null; timestamp: number }[] }>(s, 'sent')).data.slice(sentFrom);
       const lastOf = new Map<string, number>();
       const at = new Map<string | undefined, { ts: number; first: boolean }>();
-      for (const r of [...sent].sort((a, b) => a.timestamp - b.timestamp)) {
+      for (const r of sent.sort((a, b) => a.timestamp - b.timestamp)) {
         at.set(r.text?.body, { ts: r.timestamp, first: r.timestamp - (lastOf.get(r.business_id) ?? -Infinity) > 1000 });
         lastOf.set(r.business_id, r.timestamp);
       }
@@ -539,11 +541,11 @@ async function run(label: string, databaseUrl: string): Promise<void> {
         all.push(send.ts - answered);
         if (send.first) first.push(send.ts - answered);
       });
-      const line = (l: number[]) => {
+      const delays = (l: number[]) => {
         l.sort((a, b) => a - b);
         return `p50 ${fmt(pct(l, 50), 1)} ms, p99 ${fmt(pct(l, 99), 1)} ms (${l.length} replies)`;
       };
-      return `from the 202 to TikTok: ${line(all)}; the first after a quiet second of their account: ${line(first)}`;
+      return `from the 202 to TikTok: ${delays(all)}; the first after a quiet second of their account: ${delays(first)}`;
     };
     // One run's p99 on this shared 2-core machine varies by a factor of several between identical
     // runs (the tail follows what else the cores and the disk are doing), so the POST phases are

@@ -165,7 +165,7 @@ export function useThreadMessages(conversationId: string) {
       if (apiErr.status === 422) conversations.refresh(conversationId, 0);
       throw apiErr;
     }
-  }, [conversationId, merge]);
+  }, [conversationId]);
 
   const discard = useCallback((tempId: string) => setLocals((prev) => prev.filter((m) => m.id !== tempId)), []);
 
