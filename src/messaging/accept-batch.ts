@@ -94,18 +94,19 @@ interface ReadKey { id: string; capAt: number | null }
  * may turn EXISTS into a hash of every reply of the day.)
  */
 export const conversationsWithCap = prepared<{ ids: string[]; counted: string[]; floor: string }>()((db, $) => {
-  const todays = (by: string) => sql`from messages m where ${sql.raw(by)} and m.direction = 'outbound' and m.id >= ${$('floor')} and m.status <> 'failed'`;
-  const asked = sql`conversations.id = any(${$('counted')}::text[])`;
   // The account too, though the conversation implies it. With only the conversation named and
   // statistics taken before there were replies (a new store: autovacuum analyzes again only after
   // a tenth of a table changed), the generic plan scanned messages_outbound_account on `id >= floor`
   // alone, every account's replies of the day for each conversation asked: up to 1.1 s a batch in
   // bench:outbound. test/stale-statistics-plans.test.ts keeps it out.
-  const replied = sql`coalesce((select true ${todays('m.account_id = conversations.account_id and m.conversation_id = conversations.id')} limit 1), false)`;
+  const ofAccount = () => todaysReplies(db, $('floor')).where('messages.account_id', '=', sql.ref<string>('conversations.account_id'));
+  const asked = sql`conversations.id = any(${$('counted')}::text[])`;
+  const replied = sql`coalesce(${ofAccount().where('messages.conversation_id', '=', sql.ref<string>('conversations.id')).select(sql<boolean>`true`.as('replied')).limit(1)}, false)`;
+  const used = ofAccount().select(sql<number>`count(distinct messages.conversation_id)`.as('used'));
   return conversationsForAccept(db)
     .select([
       sql<boolean | null>`case when ${asked} then ${replied} end`.as('cap_replied'),
-      sql<number | null>`case when ${asked} and not ${replied} then (select count(distinct m.conversation_id) ${todays('m.account_id = conversations.account_id')}) end`.as('cap_used'),
+      sql<number | null>`case when ${asked} and not ${replied} then ${used} end`.as('cap_used'),
     ])
     .where('conversations.id', '=', sql<string>`any(${$('ids')}::text[])`);
 });
