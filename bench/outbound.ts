@@ -41,7 +41,7 @@ import { join } from 'node:path';
 import { freePort, scratchSchema } from '../test/helpers/scratch.js';
 import { openDatabase, type Database } from '../src/db/database.js';
 import { isPending } from '../src/messaging/queue.js';
-import { RateGate } from '../src/messaging/rate-gate.js';
+import { RateGate, WINDOW_SLACK_MS } from '../src/messaging/rate-gate.js';
 import { SERVE_NODE_FLAGS } from './serve-flags.js';
 
 const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 200);
@@ -221,32 +221,41 @@ interface LoopStats {
   lagP99: number; lagMax: number; gc: Record<string, { n: number; s: number }>;
   /** Accepted POST /v1/messages so far, cumulative per bucket bound (seconds), as the gateway measured them. */
   accepts: Map<number, number>;
+  /** The sender's TikTok calls so far (dmgate_provider_call_duration_seconds): buckets, sum (s) and count. */
+  calls: { buckets: Map<number, number>; sum: number; count: number };
 }
 
-/** Event-loop delay since the last scrape (prom-client resets it on every scrape), GC totals and accept durations so far, from the gateway's /metrics. */
+/** A histogram's cumulative buckets (bound in seconds → count) for the series whose labels follow `le`. */
+function buckets(text: string, name: string, labels = ''): Map<number, number> {
+  const out = new Map<number, number>();
+  const esc = labels.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"${esc}\\} (\\d+)$`, 'gm'))) {
+    out.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
+  }
+  return out;
+}
+
+/** Event-loop delay since the last scrape (prom-client resets it on every scrape), GC totals, accept and TikTok call durations so far, from the gateway's /metrics. */
 async function loopStats(s: Setup): Promise<LoopStats> {
   const text = await (await fetch(`${s.gwUrl}/metrics`)).text();
-  const accepts = new Map<number, number>();
-  for (const m of text.matchAll(/^dmgate_http_request_duration_seconds_bucket\{le="([^"]+)",method="POST",route="\/v1\/messages",status="202"\} (\d+)$/gm)) {
-    accepts.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
-  }
+  const accepts = buckets(text, 'dmgate_http_request_duration_seconds', ',method="POST",route="/v1/messages",status="202"');
   const num = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
   const gc: Record<string, { n: number; s: number }> = {};
   for (const m of text.matchAll(/^dmgate_nodejs_gc_duration_seconds_(sum|count)\{kind="(\w+)"\} ([0-9.e+-]+)$/gm)) {
     gc[m[2]] ??= { n: 0, s: 0 };
     if (m[1] === 'sum') gc[m[2]].s = Number(m[3]); else gc[m[2]].n = Number(m[3]);
   }
-  return { lagP99: num('dmgate_nodejs_eventloop_lag_p99_seconds') * 1000, lagMax: num('dmgate_nodejs_eventloop_lag_max_seconds') * 1000, gc, accepts };
+  const calls = { buckets: buckets(text, 'dmgate_provider_call_duration_seconds'), sum: num('dmgate_provider_call_duration_seconds_sum'), count: num('dmgate_provider_call_duration_seconds_count') };
+  return { lagP99: num('dmgate_nodejs_eventloop_lag_p99_seconds') * 1000, lagMax: num('dmgate_nodejs_eventloop_lag_max_seconds') * 1000, gc, accepts, calls };
 }
 
 /**
- * A quantile of the accepts between two scrapes, in ms, interpolated within its bucket as
- * Prometheus' histogram_quantile does: the gateway's own view (from the request's headers to the
- * end of its answer), without the load generator or the time a request waits to be read.
+ * A quantile of what a histogram counted between two scrapes, in ms, interpolated within its
+ * bucket as Prometheus' histogram_quantile does.
  */
-function serverQuantile(before: LoopStats, after: LoopStats, q: number): number {
-  const bounds = [...after.accepts.keys()].sort((a, b) => a - b);
-  const at = (b: number) => (after.accepts.get(b) ?? 0) - (before.accepts.get(b) ?? 0);
+function quantileBetween(before: Map<number, number>, after: Map<number, number>, q: number): number {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const at = (b: number) => (after.get(b) ?? 0) - (before.get(b) ?? 0);
   const total = at(Infinity);
   if (!total) return NaN;
   let lower = 0;
@@ -259,6 +268,15 @@ function serverQuantile(before: LoopStats, after: LoopStats, q: number): number 
   }
   return NaN;
 }
+
+/** The gateway's own view of the accepts between two scrapes (from a request's headers to the end of its answer), without the load generator or the time a request waits to be read. */
+const serverQuantile = (before: LoopStats, after: LoopStats, q: number) => quantileBetween(before.accepts, after.accepts, q);
+
+/**
+ * The send rate the RateGate allows an account whose TikTok calls take `callMs` on average: a call
+ * counts until a window after its answer, so each 10 calls take the window plus about one call.
+ */
+const gateCeiling = (callMs: number) => TIKTOK_QPS / ((1000 + WINDOW_SLACK_MS + callMs) / 1000);
 
 const serverLine = (a: LoopStats, b: LoopStats) =>
   `the gateway's own measure (dmgate_http_request_duration_seconds): p50 ${fmt(serverQuantile(a, b, 0.5), 2)} ms, p99 ${fmt(serverQuantile(a, b, 0.99), 2)} ms`;
@@ -347,7 +365,7 @@ const describeRates = (r: RateReport) => `min ${fmt(r.rates[0], 2)}/s, p50 ${fmt
   + `${r.rates.filter((x) => x >= 9.5).length}/${r.rates.length} ≥ 9.5/s; ${Math.round(r.sent / ((r.last - r.first) / 1000))} sends/s in all`;
 
 /** A direct client with its own tokens, paced by the gateway's RateGate: the emulator's ceiling on this machine. */
-async function directBaseline(s: Setup, businesses: string[], perBusiness: number): Promise<{ report: RateReport; throttles: number }> {
+async function directBaseline(s: Setup, businesses: string[], perBusiness: number): Promise<{ report: RateReport; throttles: number; callMs: number[] }> {
   const redirect = 'http://127.0.0.1:9/bench-callback';
   // The echo webhooks of these sends go to a bare sink, not the gateway.
   const sink = createServer((req, res) => { req.resume(); req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{}'); }); });
@@ -375,8 +393,9 @@ async function directBaseline(s: Setup, businesses: string[], perBusiness: numbe
     });
     const before = await control(s, 'stats');
     const startedAt = Date.now();
+    const callMs: number[] = [];
     await Promise.all(clients.map(async (c) => {
-      const gate = new RateGate(TIKTOK_QPS);
+      const gate = new RateGate(TIKTOK_QPS, undefined, undefined, (ms) => callMs.push(ms));
       const inflight: Promise<unknown>[] = [];
       for (let i = 0; i < perBusiness; i++) {
         const slot = gate.reserve();
@@ -393,7 +412,7 @@ async function directBaseline(s: Setup, businesses: string[], perBusiness: numbe
     // The emulator pushes echoes from a queue: let it reach the sink before the gateway's callback
     // comes back, or the gateway would ingest this phase's echoes during the next.
     for (let i = 0; i < 600 && (await control<{ webhooks: { pending: number } }>(s, 'stats')).webhooks.pending > 0; i++) await sleep(100);
-    return { report: rateReport(sent, new Set(clients.map((c) => c.biz))), throttles: after.violations.qps - before.violations.qps };
+    return { report: rateReport(sent, new Set(clients.map((c) => c.biz))), throttles: after.violations.qps - before.violations.qps, callMs };
   } finally {
     await control(s, 'config', { window_quota: config.window_quota });
     await register(`${s.gwUrl}/webhooks/tiktok`);
@@ -433,6 +452,10 @@ async function run(label: string, databaseUrl: string): Promise<void> {
       const base = await directBaseline(s, usernames, PER_CONVERSATION * CONVERSATIONS);
       console.log(`[${label}] baseline, ${ACCOUNTS} businesses paced directly against the emulator (no gateway): ${describeRates(base.report)}; 40100 throttles ${base.throttles}`);
       console.log(`[${label}]   CPU meanwhile: ${baseCpu(ACCOUNTS * PER_CONVERSATION * CONVERSATIONS)} (the gateway idle)`);
+      const baseCallMs = base.callMs.reduce((a, b) => a + b, 0) / base.callMs.length;
+      base.callMs.sort((a, b) => a - b);
+      console.log(`[${label}]   its calls took p50 ${fmt(pct(base.callMs, 50), 1)} ms, p99 ${fmt(pct(base.callMs, 99), 1)} ms, mean ${fmt(baseCallMs, 1)} ms: `
+        + `the rate gate's ceiling with calls that long is ${fmt(gateCeiling(baseCallMs), 2)}/s (10 calls per ${1000 + WINDOW_SLACK_MS} ms + one call)`);
 
       // ---- Queue: 100 replies per account with the sender stopped (gateway --role api) --------
       await s.restart('api');
@@ -462,6 +485,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
       }
       const drainS = (performance.now() - t) / 1000;
       const drainCpuLine = drainCpu(jobs.length - refused);
+      const drainLoop = await loopStats(s);
       const failed = await countWhere(s.db, ['failed']);
       const stats = await control(s, 'stats');
       const all = (await control<{ data: { business_id: string; timestamp: number }[] }>(s, 'sent')).data.slice(sentBefore);
@@ -477,6 +501,11 @@ async function run(label: string, databaseUrl: string): Promise<void> {
         .where('event_type', '=', 'im_send_msg').where('attempts', '>', 0).executeTakeFirstOrThrow();
       console.log(`[${label}] TikTok echoes (im_send_msg) that arrived before the send's result was stored and waited for it: ${deferred.n}`);
       console.log(`[${label}] CPU while draining: ${drainCpuLine}`);
+      const { calls } = drainLoop;
+      const callMs = (calls.sum / calls.count) * 1000;
+      console.log(`[${label}] the sender's TikTok calls (dmgate_provider_call_duration_seconds, ${calls.count} calls): p50 ${fmt(quantileBetween(new Map(), calls.buckets, 0.5), 1)} ms, `
+        + `p99 ${fmt(quantileBetween(new Map(), calls.buckets, 0.99), 1)} ms, mean ${fmt(callMs, 1)} ms: the rate gate's ceiling with calls that long is ${fmt(gateCeiling(callMs), 2)}/s; `
+        + `p50 rate ${fmt(pct(report.rates, 50) / gateCeiling(callMs), 3)} of it; event loop delay p99 ${fmt(drainLoop.lagP99, 1)} ms, max ${fmt(drainLoop.lagMax, 1)} ms`);
     }
 
     // ---- Latency ---------------------------------------------------------------------------

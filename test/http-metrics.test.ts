@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { customerWrites, reply, waitStatus } from './helpers/outbound.js';
 import { imReceiveText, postTiktokWebhook, tiktokSignature } from './helpers/tiktok.js';
 
 /** Every request's duration, by route pattern: what an operator watches the accept path's p99 with. */
@@ -39,5 +40,22 @@ describe('request duration metrics', () => {
     // Bucketed for a 20 ms target, with a sum to average from.
     expect(after.text).toMatch(/^dmgate_http_request_duration_seconds_bucket\{le="0\.02",method="GET",route="\/healthz",status="200"\} \d+$/m);
     expect(after.text).toMatch(/^dmgate_http_request_duration_seconds_sum\{method="GET",route="\/healthz",status="200"\} [0-9.e-]+$/m);
+  });
+
+  it('times every TikTok messaging call the sender makes (what paces an account below TikTok\'s 10 per second)', async () => {
+    const calls = async () => {
+      const text = (await series()).text;
+      const n = (suffix: string) => Number(new RegExp(`^dmgate_provider_call_duration_seconds_${suffix} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return { count: n('count'), sum: n('sum'), inf: n('bucket\\{le="\\+Inf"\\}') };
+    };
+    await gw.connect('metrics_send_shop');
+    const conv = await customerWrites(gw, 'metrics_send_shop', 'metrics_buyer');
+    const before = await calls();
+    const sent = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'timed' });
+    await waitStatus(gw, sent.body.id, 'sent');
+    const after = await calls();
+    expect(after.count - before.count).toBeGreaterThanOrEqual(1);
+    expect(after.inf).toBe(after.count);
+    expect(after.sum).toBeGreaterThan(before.sum);
   });
 });

@@ -20,6 +20,16 @@ export class Metrics {
   });
   readonly sends = new Counter({ name: 'dmgate_provider_sends_total', help: 'Replies sent to the provider, by outcome', labelNames: ['outcome'], registers: [this.registry] });
   /**
+   * TikTok messaging calls (send, media upload, capabilities, conversation reads) from the request
+   * to its answer. An account's calls count against TikTok's 10 per second until a second after
+   * their answer, so its send rate is about 10 / (1 s + this): the figure that explains a rate
+   * below TikTok's limit.
+   */
+  readonly providerCalls = new Histogram({
+    name: 'dmgate_provider_call_duration_seconds', help: 'TikTok messaging calls (send, upload, capabilities, reads), from the request to its answer',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry],
+  });
+  /**
    * Labelled by route pattern (`/v1/messages/:id`), never by URL, so the series stay few; requests
    * no route matched share `unmatched`. Fine buckets up to 50 ms: the accept path's target is a
    * p99 of 20 ms.

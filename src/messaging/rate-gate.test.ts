@@ -41,4 +41,17 @@ describe('RateGate', () => {
     now = 5000;
     expect(gate.reserve()).toBe(5000);
   });
+
+  it('reports each call\'s duration once, from its start to its release', async () => {
+    let now = 0;
+    const seen: number[] = [];
+    const gate = new RateGate(10, 1000, () => now, (ms) => seen.push(ms));
+    const release = await gate.fire(gate.reserve());
+    now = 37;
+    release();
+    now = 100;
+    release();
+    await paced(gate, async () => { now = 120; }, gate.reserve());
+    expect(seen).toEqual([37, 20]);
+  });
 });

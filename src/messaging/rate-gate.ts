@@ -30,7 +30,17 @@ export class RateGate {
   private calls: Call[] = [];
   readonly interval: number;
 
-  constructor(readonly perSecond: number, readonly windowMs = 1000 + WINDOW_SLACK_MS, private readonly now: () => number = () => performance.now()) {
+  /**
+   * `onAnswer` learns how long each call took, from its start to its release: the time by which
+   * the guard holds the account's rate below `perSecond` (the calls of one window take
+   * windowMs plus about that long).
+   */
+  constructor(
+    readonly perSecond: number,
+    readonly windowMs = 1000 + WINDOW_SLACK_MS,
+    private readonly now: () => number = () => performance.now(),
+    private readonly onAnswer?: (callMs: number) => void,
+  ) {
     this.interval = windowMs / perSecond;
   }
 
@@ -69,7 +79,11 @@ export class RateGate {
       if (wait <= 0) {
         const call: Call = { start: now, end: null };
         this.calls.push(call);
-        return () => { if (call.end === null) call.end = this.now(); };
+        return () => {
+          if (call.end !== null) return;
+          call.end = this.now();
+          this.onAnswer?.(call.end - call.start);
+        };
       }
       await sleep(wait);
     }
@@ -90,7 +104,7 @@ export function gateFor(ctx: AppContext, accountId: string): RateGate {
   if (!gates) registry.set(ctx, gates = new Map());
   let gate = gates.get(accountId);
   if (!gate || gate.perSecond !== ctx.config.tiktokQps) {
-    gate = new RateGate(ctx.config.tiktokQps);
+    gate = new RateGate(ctx.config.tiktokQps, undefined, undefined, (ms) => ctx.metrics.providerCalls.observe(ms / 1000));
     gates.set(accountId, gate);
   }
   return gate;
