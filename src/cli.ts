@@ -13,6 +13,9 @@ import { closeContext, createContext } from './context.js';
 import type { BackfillState } from './accounts/store.js';
 import { SANDBOX_PREFIX } from './sandbox.js';
 
+/** How long a SIGTERM or SIGINT may take to close everything before the process exits anyway. */
+const SHUTDOWN_TIMEOUT_MS = 25_000;
+
 const USAGE = `dmgate — gateway and agent inbox for TikTok Business Messaging
 
 Usage:
@@ -144,9 +147,21 @@ async function main(argv: string[]): Promise<number> {
       if (cfg.sandbox) printSandboxBanner(server.ctx.config.publicUrl);
       const stop = async (signal: string) => {
         server.ctx.log.info({ signal }, 'shutting down');
-        await server.close().catch(() => undefined);
+        // Whatever was acknowledged is stored, and a reply cut off mid-send is recovered at the
+        // next start: a shutdown that hangs can end without losing anything, and must end before
+        // a supervisor's own deadline (Kubernetes waits 30 s) so that the culprit gets named.
+        const deadline = setTimeout(() => {
+          console.error(`dmgate: shutdown did not finish within ${SHUTDOWN_TIMEOUT_MS / 1000} s (still waiting for ${server.closing() ?? 'nothing'}); exiting`);
+          release();
+          process.exit(1);
+        }, SHUTDOWN_TIMEOUT_MS);
+        const closed = await server.close().then(() => true, (err: unknown) => {
+          console.error('dmgate: shutdown failed:', err);
+          return false;
+        });
+        clearTimeout(deadline);
         release();
-        process.exit(0);
+        process.exit(closed ? 0 : 1);
       };
       process.once('SIGINT', () => void stop('SIGINT'));
       process.once('SIGTERM', () => void stop('SIGTERM'));

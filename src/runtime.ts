@@ -8,12 +8,26 @@ import { startBackfillWorker } from './accounts/backfill.js';
 
 export interface Worker { stop(): Promise<void> }
 
+/** A background loop with the name a stuck shutdown reports it by. */
+export interface NamedWorker { name: string; worker: Worker }
+
 /** The background loops a role runs. `api` serves HTTP only; `worker` runs only these. */
-export function startWorkers(ctx: AppContext, role: Role): Worker[] {
+export function startWorkers(ctx: AppContext, role: Role): NamedWorker[] {
   if (role === 'api') return [];
-  return [startProcessor(ctx), startDeliveryWorker(ctx), startSender(ctx), startTokenKeeper(ctx), startBackfillWorker(ctx)];
+  return [
+    { name: 'inbound processor', worker: startProcessor(ctx) },
+    { name: 'webhook delivery', worker: startDeliveryWorker(ctx) },
+    { name: 'sender', worker: startSender(ctx) },
+    { name: 'token keeper', worker: startTokenKeeper(ctx) },
+    { name: 'backfill', worker: startBackfillWorker(ctx) },
+  ];
 }
 
-export async function stopWorkers(workers: Worker[]): Promise<void> {
-  await Promise.all(workers.map((w) => w.stop()));
+/** Stops them all at once; `stopping` holds the names of those not stopped yet. */
+export async function stopWorkers(workers: NamedWorker[], stopping = new Set<string>()): Promise<void> {
+  await Promise.all(workers.map(async ({ name, worker }) => {
+    stopping.add(name);
+    await worker.stop();
+    stopping.delete(name);
+  }));
 }

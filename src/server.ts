@@ -13,6 +13,8 @@ export interface RunningServer {
   ctx: AppContext;
   sandbox: Sandbox | null;
   close(): Promise<void>;
+  /** While close() runs: what it is waiting for (a shutdown that hangs names the culprit). */
+  closing(): string | null;
 }
 
 export interface ServeOptions {
@@ -36,15 +38,23 @@ export async function serve(config: Config, opts: ServeOptions = {}): Promise<Ru
   // TikTok's DM webhook should point here: a warning naming the fix if not (never blocks the start).
   else void checkWebhookWiring(ctx).catch(() => undefined);
   let closed = false;
+  let step: string | null = null;
+  const stopping = new Set<string>();
   return {
     url, app, ctx, sandbox,
     async close() {
       if (closed) return;
       closed = true;
-      await stopWorkers(workers);
+      step = 'workers';
+      await stopWorkers(workers, stopping);
+      step = 'HTTP server (requests in progress)';
       await app.close();
+      step = 'sandbox emulator';
       await sandbox?.close();
+      step = 'database';
       await closeContext(ctx);
+      step = null;
     },
+    closing: () => (step === 'workers' ? `workers: ${[...stopping].join(', ')}` : step),
   };
 }

@@ -22,11 +22,14 @@ describe('command line and sandbox mode', () => {
   let server: ChildProcess | null = null;
   let sink: Sink;
 
+  let stderr = '';
+
   afterAll(async () => {
     if (server && server.exitCode === null) {
-      const exited = new Promise((r) => server!.once('exit', r));
+      const exited = new Promise<number | null>((r) => server!.once('exit', (code) => r(code)));
       server.kill('SIGTERM');
-      await exited;
+      // A clean stop, well inside the hook's time: a shutdown that hangs exits 1 after 25 s, naming what it waited for.
+      expect(await exited, `dmgate serve did not stop cleanly on SIGTERM; its stderr ends:\n${stderr.slice(-4000)}`).toBe(0);
     }
     await sink?.close();
     await storage?.drop();
@@ -38,7 +41,6 @@ describe('command line and sandbox mode', () => {
     const port = await freePort();
     const env = { ...process.env, DMGATE_PORT: String(port), DMGATE_DATA_DIR: storage.dataDir, DATABASE_URL: storage.databaseUrl, DMGATE_LOG_LEVEL: 'warn', TIKTOK_APP_ID: '', TIKTOK_APP_SECRET: '' };
     const base = `http://127.0.0.1:${port}`;
-    let stderr = '';
     server = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     server.stderr!.on('data', (d) => (stderr += d));
     for (let i = 0; i < 300 && !stderr.includes('sandbox is ready'); i++) await new Promise((r) => setTimeout(r, 100));
