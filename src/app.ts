@@ -15,6 +15,14 @@ import { RawRoutes } from './http/raw-routes.js';
 
 export type App = FastifyInstance;
 
+const rawRoutesOf = new WeakMap<App, RawRoutes>();
+
+/** The requests the app's server is still answering, and its open connections (a shutdown that takes long names them). */
+export async function inProgress(app: App): Promise<string> {
+  const connections = await new Promise<number>((resolve) => app.server.getConnections((err, n) => resolve(err ? -1 : n)));
+  return `${rawRoutesOf.get(app)?.inProgress() ?? 'requests unknown'}; ${connections} connection(s) open`;
+}
+
 /** Builds the HTTP application: error vocabulary, auth, OpenAPI, and every feature's routes. */
 export async function buildApp(ctx: AppContext): Promise<App> {
   const observe = (method: string, route: string, status: number, seconds: number) =>
@@ -62,6 +70,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   app.decorate('apiKeys', keys);
   await app.register(systemRoutes(ctx));
   await registerFeatures(app, ctx, keys, raw);
+  rawRoutesOf.set(app, raw);
   return app;
 }
 

@@ -151,9 +151,11 @@ async function main(argv: string[]): Promise<number> {
         // next start: a shutdown that hangs can end without losing anything, and must end before
         // a supervisor's own deadline (Kubernetes waits 30 s) so that the culprit gets named.
         const deadline = setTimeout(() => {
-          console.error(`dmgate: shutdown did not finish within ${SHUTDOWN_TIMEOUT_MS / 1000} s (still waiting for ${server.closing() ?? 'nothing'}); exiting`);
-          release();
-          process.exit(1);
+          void server.closing().catch(() => null).then((what) => {
+            console.error(`dmgate: shutdown did not finish within ${SHUTDOWN_TIMEOUT_MS / 1000} s (still waiting for ${what ?? 'nothing'}); exiting`);
+            release();
+            process.exit(1);
+          });
         }, SHUTDOWN_TIMEOUT_MS);
         const closed = await server.close().then(() => true, (err: unknown) => {
           console.error('dmgate: shutdown failed:', err);

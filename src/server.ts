@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
 import type { Config, Role } from './config.js';
-import { buildApp, type App } from './app.js';
+import { buildApp, inProgress, type App } from './app.js';
 import { closeContext, createContext, type AppContext } from './context.js';
 import { startWorkers, stopWorkers } from './runtime.js';
 import { startSandbox, type Sandbox } from './sandbox.js';
@@ -14,7 +14,7 @@ export interface RunningServer {
   sandbox: Sandbox | null;
   close(): Promise<void>;
   /** While close() runs: what it is waiting for (a shutdown that hangs names the culprit). */
-  closing(): string | null;
+  closing(): Promise<string | null>;
 }
 
 export interface ServeOptions {
@@ -47,7 +47,7 @@ export async function serve(config: Config, opts: ServeOptions = {}): Promise<Ru
       closed = true;
       step = 'workers';
       await stopWorkers(workers, stopping);
-      step = 'HTTP server (requests in progress)';
+      step = 'HTTP server';
       await app.close();
       step = 'sandbox emulator';
       await sandbox?.close();
@@ -55,6 +55,10 @@ export async function serve(config: Config, opts: ServeOptions = {}): Promise<Ru
       await closeContext(ctx);
       step = null;
     },
-    closing: () => (step === 'workers' ? `workers: ${[...stopping].join(', ')}` : step),
+    closing: async () => {
+      if (step === 'workers') return `workers: ${[...stopping].join(', ')}`;
+      if (step === 'HTTP server') return `HTTP server: ${await inProgress(app)}`;
+      return step;
+    },
   };
 }

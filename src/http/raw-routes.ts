@@ -13,6 +13,8 @@ interface ServerOptions { keepAliveTimeout?: number; requestTimeout?: number; co
  */
 export class RawRoutes {
   private readonly routes = new Map<string, RawHandler>();
+  /** Requests being answered, with their start: what a shutdown waits for. */
+  private readonly answering = new Map<IncomingMessage, number>();
 
   /** `observe`: told each answered request's duration in seconds, as Fastify's routes are (app.ts). */
   constructor(private readonly observe: (method: string, route: string, status: number, seconds: number) => void) {}
@@ -28,6 +30,8 @@ export class RawRoutes {
   /** Fastify's `serverFactory`: exact method and path (any query string) go to a raw handler. */
   readonly serverFactory = (fastifyHandler: RawHandler, opts: ServerOptions): http.Server => {
     const server = http.createServer((req, res) => {
+      this.answering.set(req, performance.now());
+      res.once('close', () => this.answering.delete(req));
       const url = req.url ?? '';
       const q = url.indexOf('?');
       const handler = this.routes.size ? this.routes.get(`${req.method} ${q < 0 ? url : url.slice(0, q)}`) : undefined;
@@ -39,4 +43,11 @@ export class RawRoutes {
     if (opts.connectionTimeout) server.setTimeout(opts.connectionTimeout);
     return server;
   };
+
+  /** The requests still being answered, oldest first (a few): method, path and age. */
+  inProgress(max = 5): string {
+    const now = performance.now();
+    const list = [...this.answering].slice(0, max).map(([req, since]) => `${req.method} ${(req.url ?? '').split('?')[0]} for ${((now - since) / 1000).toFixed(1)} s`);
+    return `${this.answering.size} request(s) in progress${list.length ? `: ${list.join(', ')}` : ''}`;
+  }
 }
