@@ -17,6 +17,8 @@ export interface RunningServer {
   closing(): Promise<string | null>;
 }
 
+const IDLE_SWEEP_MS = 50;
+
 export interface ServeOptions {
   role?: Role;
   logDestination?: DestinationStream;
@@ -48,7 +50,15 @@ export async function serve(config: Config, opts: ServeOptions = {}): Promise<Ru
       step = 'workers';
       await stopWorkers(workers, stopping);
       step = 'HTTP server';
-      await app.close();
+      // Node closes the idle keep-alive connections once, as closing starts. A connection whose
+      // request was still being answered then stays open after its answer (until keepAliveTimeout,
+      // 72 s) unless its client ends it: sweep until the server has closed.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(sweep);
+      }
       step = 'sandbox emulator';
       await sandbox?.close();
       step = 'database';
