@@ -17,6 +17,11 @@ export type App = FastifyInstance;
 
 const rawRoutesOf = new WeakMap<App, RawRoutes>();
 
+/** How many requests the app's server is answering (its handlers started, its answers not ended). */
+export function answering(app: App): number {
+  return rawRoutesOf.get(app)?.answeringCount ?? 0;
+}
+
 /** The requests the app's server is still answering, and its open connections (a shutdown that takes long names them). */
 export async function inProgress(app: App): Promise<string> {
   const connections = await new Promise<number>((resolve) => app.server.getConnections((err, n) => resolve(err ? -1 : n)));

@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
 import type { Config, Role } from './config.js';
-import { buildApp, inProgress, type App } from './app.js';
+import { answering, buildApp, inProgress, type App } from './app.js';
 import { closeContext, createContext, type AppContext } from './context.js';
 import { startWorkers, stopWorkers } from './runtime.js';
 import { startSandbox, type Sandbox } from './sandbox.js';
@@ -52,8 +52,14 @@ export async function serve(config: Config, opts: ServeOptions = {}): Promise<Ru
       step = 'HTTP server';
       // Node closes the idle keep-alive connections once, as closing starts. A connection whose
       // request was still being answered then stays open after its answer (until keepAliveTimeout,
-      // 72 s) unless its client ends it: sweep until the server has closed.
-      const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+      // 72 s) unless its client ends it; one holding a request that no handler has started (headers
+      // still arriving) or a body left unread after an early answer is never idle. So: sweep idle
+      // ones while requests are being answered, and once none is, close every connection (what a
+      // client had only partly sent was never acknowledged: it sends it again).
+      const sweep = setInterval(() => {
+        if (answering(app) === 0) app.server.closeAllConnections();
+        else app.server.closeIdleConnections();
+      }, IDLE_SWEEP_MS);
       try {
         await app.close();
       } finally {

@@ -44,6 +44,11 @@ export class RawRoutes {
     return server;
   };
 
+  /** How many requests are being answered. */
+  get answeringCount(): number {
+    return this.answering.size;
+  }
+
   /** The requests still being answered, oldest first (a few): method, path and age. */
   inProgress(max = 5): string {
     const now = performance.now();
