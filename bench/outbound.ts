@@ -309,12 +309,13 @@ function send(url: string, init: RequestInit): Promise<number> {
   });
 }
 
-async function paced(url: string, rate: number, seconds: number, init: (i: number) => RequestInit): Promise<{ lat: number[]; non2xx: number; errors: number; answeredAt: number[] }> {
+async function paced(url: string, rate: number, seconds: number, init: (i: number) => RequestInit): Promise<{ lat: number[]; non2xx: number; errors: number; errorKinds: Map<string, number>; answeredAt: number[] }> {
   const total = Math.round(rate * seconds);
   const lat: number[] = [];
   const answeredAt: number[] = [];
   let non2xx = 0;
   let errors = 0;
+  const errorKinds = new Map<string, number>();
   const inflight: Promise<void>[] = [];
   const t0 = performance.now();
   for (let i = 0; i < total; i++) {
@@ -326,11 +327,15 @@ async function paced(url: string, rate: number, seconds: number, init: (i: numbe
       lat.push(performance.now() - started);
       answeredAt[i] = Date.now();
       if (status >= 300) non2xx++;
-    }, () => { errors++; }));
+    }, (err: NodeJS.ErrnoException) => {
+      errors++;
+      const kind = err.code ?? err.message;
+      errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
+    }));
   }
   await Promise.all(inflight);
   lat.sort((a, b) => a - b);
-  return { lat, non2xx, errors, answeredAt };
+  return { lat, non2xx, errors, errorKinds, answeredAt };
 }
 
 interface RateReport { rates: number[]; sent: number; first: number; last: number; busiest: number }
@@ -533,8 +538,8 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     };
     const sample = await s.db.db.selectFrom('messages').select('id').limit(1).executeTakeFirstOrThrow();
     const get = (): RequestInit => ({ headers: auth });
-    const line = (r: { lat: number[]; non2xx: number; errors: number }) =>
-      `p50 ${fmt(pct(r.lat, 50), 2)} ms, p99 ${fmt(pct(r.lat, 99), 2)} ms, max ${fmt(r.lat[r.lat.length - 1], 1)} ms (${r.lat.length} answers, ${r.non2xx} non-2xx, ${r.errors} errors)`;
+    const line = (r: { lat: number[]; non2xx: number; errors: number; errorKinds: Map<string, number> }) =>
+      `p50 ${fmt(pct(r.lat, 50), 2)} ms, p99 ${fmt(pct(r.lat, 99), 2)} ms, max ${fmt(r.lat[r.lat.length - 1], 1)} ms (${r.lat.length} answers, ${r.non2xx} non-2xx, ${r.errors} errors${r.errors ? `: ${[...r.errorKinds].map(([k, n]) => `${n}× ${k}`).join(', ')}` : ''})`;
     let probe = 0;
     const probeText = (i: number) => `Latency probe ${i}`;
     const postProbes = async (convs: string[]) => {

@@ -115,7 +115,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     const statements = withStatementCache(sqlite);
     const db = new Kysely<DB>({ dialect: new DurableSqliteDialect(statements, wal, checkpointer) });
     database = {
-      db, dialect: 'sqlite', sqlite, durable: () => wal.sync(),
+      db, dialect: 'sqlite', sqlite, durable: () => { checkpointer.committed(); return wal.sync(); },
       close: async () => { await checkpointer.close(); await db.destroy(); wal.close(); },
     };
   }

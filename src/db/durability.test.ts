@@ -67,4 +67,21 @@ describe('background checkpoints', () => {
       await again.close();
     }
   });
+
+  it('move to the worker thread too when few large commits grow the WAL (group commit)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'checkpoint-db-'));
+    const database = await openDatabase({ dataDir: dir });
+    try {
+      const pad = 'x'.repeat(1000);
+      for (let batch = 0; batch < 20 && database.sqlite!.pragma('wal_autocheckpoint', { simple: true }) !== 0; batch++) {
+        await database.db.transaction().execute(async (tx) => {
+          for (let i = 0; i < 100; i++) await tx.insertInto('leases').values({ name: `lease_${batch}_${i}_${pad}`, owner: 'o', expires_at: i }).execute();
+        });
+      }
+      // 20 commits of about 100 KB each: far from 500 commits, but the WAL passed 1 MB.
+      expect(database.sqlite!.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    } finally {
+      await database.close();
+    }
+  });
 });
