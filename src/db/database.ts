@@ -110,6 +110,11 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = OFF');
+    // A statement inside a transaction keeps the pages it changes in a statement journal (to undo
+    // itself alone); past 64 KiB that spilled into a temporary file, a write syscall per page on the
+    // event loop (the batch updates of group commit: 3 % of the sender's main thread in perf, 0.6 %
+    // after). Temporary b-trees of DISTINCT and GROUP BY stay in memory too; ours are small.
+    sqlite.pragma('temp_store = MEMORY');
     const wal = new WalSync(`${file}-wal`);
     const checkpointer = new Checkpointer(sqlite, file, (message) => warn(`SQLite checkpoints: ${message}`));
     const statements = withStatementCache(sqlite);

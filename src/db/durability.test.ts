@@ -28,6 +28,8 @@ describe('WalSync', () => {
     const database = await openDatabase({ dataDir: mkdtempSync(join(tmpdir(), 'walsync-db-')) });
     try {
       expect(database.sqlite!.pragma('synchronous', { simple: true })).toBe(1);
+      // Statement journals in memory (2 = MEMORY): no temporary file written on the event loop.
+      expect(database.sqlite!.pragma('temp_store', { simple: true })).toBe(2);
       await database.db.transaction().execute(async (tx) => {
         await tx.insertInto('leases').values({ name: 'k', owner: 'o', expires_at: 1 }).execute();
       });
