@@ -284,15 +284,23 @@ export const takeQuotaAndInsert = prepared<{ input: string; ids: string[]; now: 
  * committed before the locks): takeAndInsert, for the accounts whose daily cap holds, counted now,
  * every conversation of the batch that has no reply today yet. An account that would go over takes
  * nothing here (the locking path then admits up to the cap and refuses the rest, with the reason).
- * The day's replies are found through messages_outbound_account (account_id, id).
+ * The day's replies are found through messages_outbound_account (account_id, id). The counts are
+ * grouped once and joined (a hashed anti-join for the new conversations): as subqueries per account
+ * and per input row they scanned the whole of `replied` each time, which grows with the batch's
+ * accounts and their day, while the accounts stay locked.
  */
 export const takeFirstQuotaAndInsert = prepared<{ input: string; ids: string[]; accountIds: string[]; floor: string; cap: number; now: number; rows: string }>()((db, $) =>
   sql<{ id: string }>`with ${quotaInput($('input'))}, replied as (
     ${todaysReplies(db, $('floor')).select(['account_id', 'conversation_id']).distinct().where('account_id', '=', sql<string>`any(${$('accountIds')}::text[])`)}
+  ), replied_per_account as (
+    select account_id, count(*) as n from replied group by account_id
+  ), new_per_account as (
+    select x.account_id, count(*) as n from input x where not exists (select 1 from replied r where r.conversation_id = x.id) group by x.account_id
   ), fits as (
     select a.id from unnest(${$('accountIds')}::text[]) as a(id)
-    where (select count(*) from replied r where r.account_id = a.id)
-      + (select count(*) from input x where x.account_id = a.id and not exists (select 1 from replied r where r.conversation_id = x.id)) <= ${$('cap')}
+    left join replied_per_account d on d.account_id = a.id
+    left join new_per_account f on f.account_id = a.id
+    where coalesce(d.n, 0) + coalesce(f.n, 0) <= ${$('cap')}
   ), ${takeAndInsert($('ids'), $('now'), $('rows'), sql`x.account_id in (select id from fits)`)}`);
 
 /** In id order, the order every accept locks in. */
