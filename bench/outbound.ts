@@ -19,7 +19,8 @@
  * 5. Latency: every customer writes again (fresh quota), then POST /v1/messages at a steady
  *    500 requests/s for BENCH_LATENCY_S seconds while the gateway sends what it accepts, then the
  *    same in a process that only accepts; each BENCH_LATENCY_RUNS times, the median run's p99 the
- *    figure (one run's p99 varies several-fold on a shared 2-core machine); p50/p99
+ *    figure (one run's p99 varies several-fold on a shared 2-core machine), each run's p99 also
+ *    second by second (a steady tail, or a process's first requests compiling code); p50/p99
  *    against GET /healthz and GET /v1/messages/{id} at the same rate on the same server, and the
  *    gateway's own measure of the same requests (its request duration histogram in /metrics). The
  *    sending process is measured twice: with consecutive probes to one account's conversations
@@ -309,9 +310,10 @@ function send(url: string, init: RequestInit): Promise<number> {
   });
 }
 
-async function paced(url: string, rate: number, seconds: number, init: (i: number) => RequestInit): Promise<{ lat: number[]; non2xx: number; errors: number; errorKinds: Map<string, number>; answeredAt: number[] }> {
+async function paced(url: string, rate: number, seconds: number, init: (i: number) => RequestInit): Promise<{ lat: number[]; non2xx: number; errors: number; errorKinds: Map<string, number>; answeredAt: number[]; latOf: number[] }> {
   const total = Math.round(rate * seconds);
   const lat: number[] = [];
+  const latOf: number[] = [];
   const answeredAt: number[] = [];
   let non2xx = 0;
   let errors = 0;
@@ -324,7 +326,7 @@ async function paced(url: string, rate: number, seconds: number, init: (i: numbe
     if (wait > 1) await sleep(wait);
     const started = performance.now();
     inflight.push(send(url, init(i)).then((status) => {
-      lat.push(performance.now() - started);
+      lat.push(latOf[i] = performance.now() - started);
       answeredAt[i] = Date.now();
       if (status >= 300) non2xx++;
     }, (err: NodeJS.ErrnoException) => {
@@ -335,7 +337,16 @@ async function paced(url: string, rate: number, seconds: number, init: (i: numbe
   }
   await Promise.all(inflight);
   lat.sort((a, b) => a - b);
-  return { lat, non2xx, errors, errorKinds, answeredAt };
+  return { lat, non2xx, errors, errorKinds, answeredAt, latOf };
+}
+
+/** Where a run's tail lies: each second's p99, and the p99 without the first second (a process's first requests compile code). */
+function bySecond(latOf: number[]): string {
+  const seconds: number[][] = [];
+  latOf.forEach((l, i) => (seconds[Math.floor(i / RATE)] ??= []).push(l));
+  const p99 = (l: number[]) => pct([...l].sort((a, b) => a - b), 99);
+  const later = seconds.slice(1).flat();
+  return `p99 second by second: ${seconds.map((l) => fmt(p99(l), 0)).join(', ')} ms; after the first second ${fmt(p99(later), 2)} ms`;
 }
 
 interface RateReport { rates: number[]; sent: number; first: number; last: number; busiest: number }
@@ -597,6 +608,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
         const loop1 = await loopStats(s);
         p99s.push(pct(res.lat, 99));
         console.log(`[${label}]   run ${r + 1}/${LATENCY_RUNS}: POST /v1/messages ${line(res)}`);
+        console.log(`[${label}]     ${bySecond(res.latOf)}`);
         console.log(`[${label}]     ${serverLine(loop0, loop1)}`);
         console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(loop1.lagP99, 1)} ms, max ${fmt(loop1.lagMax, 1)} ms; GC ${gcLine(loop0, loop1)}`);
         console.log(`[${label}]     CPU meanwhile: ${cpuLine}`);
