@@ -312,7 +312,7 @@ function send(url: string, init: RequestInit): Promise<number> {
 
 async function paced(url: string, rate: number, seconds: number, init: (i: number) => RequestInit): Promise<{ lat: number[]; non2xx: number; errors: number; errorKinds: Map<string, number>; answeredAt: number[]; latOf: number[] }> {
   const total = Math.round(rate * seconds);
-  const lat: number[] = [];
+  /** By request index; a failed request leaves a hole. */
   const latOf: number[] = [];
   const answeredAt: number[] = [];
   let non2xx = 0;
@@ -326,7 +326,7 @@ async function paced(url: string, rate: number, seconds: number, init: (i: numbe
     if (wait > 1) await sleep(wait);
     const started = performance.now();
     inflight.push(send(url, init(i)).then((status) => {
-      lat.push(latOf[i] = performance.now() - started);
+      latOf[i] = performance.now() - started;
       answeredAt[i] = Date.now();
       if (status >= 300) non2xx++;
     }, (err: NodeJS.ErrnoException) => {
@@ -336,7 +336,7 @@ async function paced(url: string, rate: number, seconds: number, init: (i: numbe
     }));
   }
   await Promise.all(inflight);
-  lat.sort((a, b) => a - b);
+  const lat = latOf.filter(() => true).sort((a, b) => a - b);
   return { lat, non2xx, errors, errorKinds, answeredAt, latOf };
 }
 
@@ -346,7 +346,8 @@ function bySecond(latOf: number[]): string {
   latOf.forEach((l, i) => (seconds[Math.floor(i / RATE)] ??= []).push(l));
   const p99 = (l: number[]) => pct([...l].sort((a, b) => a - b), 99);
   const later = seconds.slice(1).flat();
-  return `p99 second by second: ${seconds.map((l) => fmt(p99(l), 0)).join(', ')} ms; after the first second ${fmt(p99(later), 2)} ms`;
+  const withoutFirst = later.length ? `; after the first second ${fmt(p99(later), 2)} ms` : '';
+  return `p99 second by second: ${seconds.map((l) => fmt(p99(l), 0)).join(', ')} ms${withoutFirst}`;
 }
 
 interface RateReport { rates: number[]; sent: number; first: number; last: number; busiest: number }
