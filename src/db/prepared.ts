@@ -1,5 +1,5 @@
 import type { CompiledQuery, QueryExecutorProvider, QueryResult } from 'kysely';
-import { isPostgres, type Executor } from './database.js';
+import { isPostgres, runDirect, type Executor } from './database.js';
 
 /**
  * A query that Kysely builds and compiles once per dialect; each run only binds its values.
@@ -44,7 +44,8 @@ export class Prepared<P extends object, R> {
   constructor(private readonly build: (db: Executor, $: Binder<P>) => Buildable<R>) {}
 
   async execute(db: Executor, params: P): Promise<QueryResult<R>> {
-    return db.executeQuery<R>(this.bound(db, params));
+    const query = this.bound(db, params);
+    return runDirect(db, query) ?? db.executeQuery<R>(query);
   }
 
   /** The query this dialect runs with these values. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../context.js';
-import type { Executor } from '../db/database.js';
+import { transaction, type Executor } from '../db/database.js';
 import { tryAcquireLease } from '../db/leases.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
@@ -167,7 +167,7 @@ function batchKeys(rows: Row[], accounts: Map<string, AccountRow>): BatchKeys[] 
 async function applyRows(ctx: AppContext, rows: Row[], accounts: Map<string, AccountRow>): Promise<void> {
   const now = ctx.clock();
   let appended = { events: 0, deliveries: 0 };
-  await ctx.database.db.transaction().execute(async (tx) => {
+  await transaction(ctx.database.db, async (tx) => {
     const preloaded = await preloadBatch(tx, ctx.database.dialect === 'postgres', batchKeys(rows, accounts));
     const events: EventInput[] = [];
     const done = new Map<string, { status: 'processed' | 'ignored' | 'held'; error: string | null; seqs: number[] }>();
@@ -228,7 +228,7 @@ async function processSync(ctx: AppContext, row: Row, events: ProviderEvent[], a
     const fetched = await fetchRecentMessages(ctx, pre, since);
     const now = ctx.clock();
     let appended = { events: 0, deliveries: 0 };
-    await ctx.database.db.transaction().execute(async (tx) => {
+    await transaction(ctx.database.db, async (tx) => {
       const out: EventInput[] = [];
       for (const f of fetched) {
         const res = await applyProviderEvent(tx, pre, f.event, now, { attempts: MAX_ATTEMPTS, historical: !f.recent });

@@ -2,7 +2,7 @@ import { sql, type SqlBool } from 'kysely';
 import type { AppContext } from '../context.js';
 import { Batches } from '../core/batches.js';
 import { ApiError } from '../core/errors.js';
-import { isPostgres, type Tx } from '../db/database.js';
+import { isPostgres, transaction, type Tx } from '../db/database.js';
 import { prepared } from '../db/prepared.js';
 import { conversationsLockedInOrder, inListOf, listValue, rowsAs } from '../db/row-sets.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
@@ -78,7 +78,7 @@ export class Committer {
     const appended = { events: 0, deliveries: 0 };
     const add = (t: { events: number; deliveries: number }) => { appended.events += t.events; appended.deliveries += t.deliveries; };
     try {
-      await this.ctx.database.db.transaction().execute(async (tx) => {
+      await transaction(this.ctx.database.db, async (tx) => {
         const events: EventInput[] = [];
         // One statement for all the results and one for all the claims, whatever their order of
         // arrival: the items of a batch are independent (a reply has at most one item in flight,
@@ -124,7 +124,7 @@ export class Committer {
     try {
       let value: unknown;
       let n = { events: 0, deliveries: 0 };
-      await this.ctx.database.db.transaction().execute(async (tx) => {
+      await transaction(this.ctx.database.db, async (tx) => {
         const own: EventInput[] = [];
         value = await op(tx, own);
         n = tally(await appendEvents(tx, own, this.ctx.clock()));
