@@ -263,9 +263,8 @@ const EACH_ROW = Symbol('dmgate.eachRow');
  */
 export async function runEach(db: Executor, text: string, rows: readonly (readonly unknown[])[]): Promise<number[]> {
   if (isPostgres(db)) throw new Error('runEach runs on SQLite only');
-  const query = CompiledQuery.raw(text, [EACH_ROW, rows]);
-  const statements = directIn.get(db);
-  const result = await (statements ? runEachRow<{ rowid: number }>(statements, query) : db.executeQuery<{ rowid: number }>(query));
+  const query = CompiledQuery.raw(text, [EACH_ROW, rows]) as CompiledQuery<{ rowid: number }>;
+  const result = runDirect(db, query) ?? await db.executeQuery(query);
   return result.rows.map((r) => r.rowid);
 }
 
@@ -304,10 +303,11 @@ export function transaction<T>(db: Kysely<DB>, fn: (tx: Tx) => Promise<T>): Prom
   });
 }
 
-/** The result of `query` run directly (see `transaction`), or undefined when `db` is not such a transaction. */
+/** The result of `query` (a runEach batch too) run directly (see `transaction`), or undefined when `db` is not such a transaction. */
 export function runDirect<R>(db: Executor, query: CompiledQuery<R>): QueryResult<R> | undefined {
   const statements = directIn.get(db);
   if (!statements) return undefined;
+  if (query.parameters[0] === EACH_ROW) return runEachRow<R>(statements, query);
   const stmt = statements.prepare(query.sql);
   // As Kysely's SqliteConnection.executeQuery does.
   if (stmt.reader) return { rows: stmt.all(query.parameters) as R[] };
@@ -315,11 +315,11 @@ export function runDirect<R>(db: Executor, query: CompiledQuery<R>): QueryResult
   return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
 }
 
-function runEachRow<R>(statements: StatementCache, query: CompiledQuery): Promise<QueryResult<R>> {
+function runEachRow<R>(statements: StatementCache, query: CompiledQuery): QueryResult<R> {
   const stmt = statements.prepare(query.sql);
   const rows = query.parameters[1] as unknown[][];
   const out = rows.map((row) => ({ rowid: Number(stmt.run(...row).lastInsertRowid) }));
-  return Promise.resolve({ rows: out as R[] });
+  return { rows: out as R[] };
 }
 
 class DurableSqliteDriver extends SqliteDriver {
@@ -339,7 +339,7 @@ class DurableSqliteDriver extends SqliteDriver {
       const { statements, wal, checkpointer } = this;
       conn = {
         executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-          const result = query.parameters[0] === EACH_ROW ? runEachRow<R>(statements, query) : inner.executeQuery<R>(query);
+          const result = query.parameters[0] === EACH_ROW ? Promise.resolve(runEachRow<R>(statements, query)) : inner.executeQuery<R>(query);
           // An autocommit write committed just now (in a transaction, the commit syncs).
           if (!statements.lastWrites || statements.sqlite.inTransaction) return result;
           checkpointer.committed();
