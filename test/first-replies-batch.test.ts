@@ -1,15 +1,16 @@
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
-import { takeFirstQuotaAndInsert } from '../src/messaging/accept-batch.js';
+import { firstReplies } from '../src/messaging/accept-batch.js';
 import { idFloor, utcDayStart } from '../src/messaging/queue.js';
 import { MESSAGE_COLUMNS } from '../src/messaging/views.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
 
 /**
- * Postgres: the batched write of first replies of the day takes its accounts' daily caps as counted
- * by the statement itself (after the accounts are locked), not as its requests read them: an account
- * whose new conversations would not all fit writes nothing (the locking path then decides each), a
- * conversation already replied to today takes no slot, a failed reply frees its slot, and each
+ * Postgres: the batched write of first replies of the day (firstReplies: the accounts locked, then
+ * one statement) takes its accounts' daily caps as counted by the statement itself, after the
+ * locks, not as its requests read them: an account whose new conversations would not all fit writes
+ * nothing (the locking path then decides each), a conversation already replied to today takes no
+ * slot, a failed reply frees its slot, batches racing for one account count each other, and each
  * conversation still takes its quota only if it is as its requests read it.
  */
 describe(`first replies of the day, batched (${TEST_DB})`, () => {
@@ -42,15 +43,14 @@ describe(`first replies of the day, batched (${TEST_DB})`, () => {
     return row;
   }
 
-  /** Runs the batch's write on these conversations (each seen with no quota used); the ids of the replies written. */
+  /** Runs the batch's write on these conversations (each seen with no quota used); the conversations of the replies written. */
   async function write(convs: [conversation: string, account: string, seenCount?: number][], cap: number): Promise<string[]> {
     const input = convs.map(([id, account_id, seen = 0]) => ({ id, account_id, seen_count: seen, seen_inbound: now, take: 1 }));
     const rows = convs.map(([id, account]) => reply(id, account));
     const accountIds = [...new Set(convs.map(([, a]) => a))].sort();
-    const res = await takeFirstQuotaAndInsert.execute(db().db, {
+    const written = new Set(await firstReplies.call<string>(db().db, {
       input: JSON.stringify(input), ids: input.map((x) => x.id), accountIds, floor, cap, now, rows: JSON.stringify(rows),
-    });
-    const written = new Set(res.rows.map((r) => r.id));
+    }));
     return rows.filter((r) => written.has(r.id as string)).map((r) => r.conversation_id as string);
   }
 
@@ -80,5 +80,26 @@ describe(`first replies of the day, batched (${TEST_DB})`, () => {
     expect(await write([['moved_c1', 'moved', 0], ['moved_c2', 'moved', 0]], 10)).toEqual(['moved_c2']);
     const counts = await db().db.selectFrom('conversations').select(['id', 'outbound_since_inbound']).where('account_id', '=', 'moved').orderBy('id').execute();
     expect(counts.map((c) => Number(c.outbound_since_inbound))).toEqual([1, 1]);
+  });
+
+  it.skipIf(TEST_DB !== 'postgres')('batches of one account racing each other count each other: the cap holds', async () => {
+    await account('race', 4);
+    await replied('race_c1', 'race');
+    // cap 2, one used: of two batches each asking for a new conversation, the one that waits for
+    // the account's lock must see the other's reply, committed after it began. The conversations are
+    // held too: a statement that had begun before the account was free would wait there, with a
+    // snapshot from before the other's reply. (Connections opened first: both batches start at once.)
+    await Promise.all([1, 2, 3].map(() => sql`select pg_sleep(0.05)`.execute(db().db)));
+    let batches: Promise<string[]>[] = [];
+    await db().db.transaction().execute(async (tx) => {
+      await sql`select id from accounts where id = 'race' for update`.execute(tx);
+      await sql`select id from conversations where id in ('race_c2', 'race_c3') for update`.execute(tx);
+      batches = [write([['race_c2', 'race']], 2), write([['race_c3', 'race']], 2)];
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    });
+    const written = (await Promise.all(batches)).flat();
+    expect(written).toHaveLength(1);
+    const { rows } = await sql<{ n: number }>`select count(distinct conversation_id)::int as n from messages where account_id = 'race' and direction = 'outbound'`.execute(db().db);
+    expect(rows[0].n).toBe(2);
   });
 });

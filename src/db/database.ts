@@ -26,9 +26,10 @@ export interface Database {
    * Postgres only: connections whose prepared statements always run their generic plan, planned
    * once per connection. For statements that Postgres would otherwise plan again on every run
    * (it keeps custom plans when it estimates them cheaper) and whose generic plan is known to be
-   * good (test/stale-statistics-plans.test.ts): the accept path's read and write, whose planning
-   * cost the server more than running them (pg_stat_statements in bench:outbound: 315-440 µs
-   * planning against 90-130 µs running the read; 220 µs planning the write). Not for every
+   * good (test/stale-statistics-plans.test.ts): the accept path's read and writes (the first
+   * replies' through a function whose statements follow the same setting), whose planning cost the
+   * server more than running them (pg_stat_statements in bench:outbound: 315-440 µs planning against
+   * 90-130 µs running the read; 220 µs planning the write, 830 µs the first replies'). Not for every
    * statement: forced generic plans made the sender's slower than the planning they save.
    */
   generic?: Kysely<DB>;
@@ -95,8 +96,8 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     };
     const pool = newPool('', opts.poolSize ?? 10);
     const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
-    // The accept path's coalesced reads and writes run at most two of each at once.
-    const generic = new Kysely<DB>({ dialect: new PostgresDialect({ pool: newPool('-c plan_cache_mode=force_generic_plan', 4) }) });
+    // The accept path's coalesced reads, writes and first replies run at most two of each at once.
+    const generic = new Kysely<DB>({ dialect: new PostgresDialect({ pool: newPool('-c plan_cache_mode=force_generic_plan', 6) }) });
     database = {
       db, dialect: 'postgres', pool, generic, durable: async () => undefined,
       close: async () => { await generic.destroy(); await db.destroy(); },

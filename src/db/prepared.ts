@@ -32,14 +32,14 @@ export function boundRow<P, K extends keyof P & string>($: Binder<P>, names: rea
 /** Values that cannot come from a caller (a NUL, then our tag): what a parameter slot is named by. */
 const SLOT = '\u0000dmgate-slot:';
 
-interface Compiled<R> {
+export interface Compiled<R> {
   query: CompiledQuery<R>;
   /** Per parameter: the name of the value bound there, or null for a constant of the builder. */
   names: (string | null)[];
 }
 
 export class Prepared<P extends object, R> {
-  private readonly compiled = new Map<boolean, Compiled<R>>();
+  private readonly byDialect = new Map<boolean, Compiled<R>>();
 
   constructor(private readonly build: (db: Executor, $: Binder<P>) => Buildable<R>) {}
 
@@ -50,7 +50,7 @@ export class Prepared<P extends object, R> {
 
   /** The query this dialect runs with these values. */
   bound(db: Executor, params: P): CompiledQuery<R> {
-    const { query, names } = this.compile(db);
+    const { query, names } = this.compiled(db);
     const values = params as Record<string, unknown>;
     const parameters = names.map((name, i) => {
       if (name === null) return query.parameters[i];
@@ -71,17 +71,18 @@ export class Prepared<P extends object, R> {
 
   /** The SQL text this dialect runs (for EXPLAIN). */
   sql(db: Executor): string {
-    return this.compile(db).query.sql;
+    return this.compiled(db).query.sql;
   }
 
-  private compile(db: Executor): Compiled<R> {
+  /** The statement as this dialect compiles it, with the name bound at each parameter. */
+  compiled(db: Executor): Compiled<R> {
     const pg = isPostgres(db);
-    let c = this.compiled.get(pg);
+    let c = this.byDialect.get(pg);
     if (!c) {
       const query = this.build(db, ((name: string) => SLOT + name) as Binder<P>).compile(db);
       const names = query.parameters.map((p) => (typeof p === 'string' && p.startsWith(SLOT) ? p.slice(SLOT.length) : null));
       c = { query, names };
-      this.compiled.set(pg, c);
+      this.byDialect.set(pg, c);
     }
     return c;
   }

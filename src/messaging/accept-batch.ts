@@ -3,11 +3,11 @@ import type { AppContext } from '../context.js';
 import { Batches } from '../core/batches.js';
 import { newId } from '../core/ids.js';
 import type { Executor } from '../db/database.js';
-import { prepared } from '../db/prepared.js';
+import { prepared, type Binder } from '../db/prepared.js';
 import { MESSAGE_COLUMNS, type ConversationRow, type MessageRow } from './views.js';
 import type { WindowPolicy } from '../providers/types.js';
 import { idFloor, todaysReplies, utcDayStart } from './queue.js';
-import { runScript } from '../db/pg-script.js';
+import { PgRoutine, RoutineUndefined } from '../db/pg-routine.js';
 import { conversationsLockedInOrder } from '../db/row-sets.js';
 import { windowAt } from './window.js';
 
@@ -173,41 +173,32 @@ export class AcceptBatcher {
 
   /**
    * First replies of the day: planned from what their requests read, as writeAll plans, and written
-   * in one round trip (pg-script.ts) that locks their accounts, then counts the accounts' days and
-   * writes in one statement (takeFirstQuotaAndInsert): the accounts stay locked for the server's
-   * work and the commit only. (Reading the day's replies under the locks and deciding here kept
-   * them locked across two round trips and this process's turn in between, which under load was
-   * most of what a first reply waited for.) What is not written comes back false: the locking path
-   * decides it exactly, and says why it refuses.
+   * in one round trip by a PL/pgSQL function (firstReplies) that locks their accounts, then counts
+   * the accounts' days and writes in one statement (takeFirstQuotaAndInsert): the accounts stay
+   * locked for the server's work and the commit only. (Reading the day's replies under the locks and
+   * deciding here kept them locked across two round trips and this process's turn in between, which
+   * under load was most of what a first reply waited for.) What is not written comes back false: the
+   * locking path decides it exactly, and says why it refuses.
    */
   private async writeFirsts(items: PendingAccept[]): Promise<boolean[]> {
     const day = utcDayStart(items[0].now);
     // (A batch that straddles midnight: the replies of the later day take the locking path.)
     const { planned, input, rows } = planQuota(items, (item) => utcDayStart(item.now) === day);
     if (!planned.size) return items.map(() => false);
-    const { db, pool } = this.ctx.database;
-    const client = await pool!.connect();
-    let broken: Error | undefined;
     try {
-      const accountIds = [...new Set(input.map((x) => x.account_id))].sort();
-      const [, , inserted] = await runScript(client, [
-        'begin',
-        lockAccounts.bound(db, { ids: accountIds }),
-        takeFirstQuotaAndInsert.bound(db, {
-          input: JSON.stringify(input), ids: input.map((x) => x.id), accountIds, floor: idFloor('msg', day), cap: this.ctx.config.tiktokDailyCap,
-          now: Math.max(...items.map((item) => item.now)), rows: JSON.stringify(rows),
-        }),
-        'commit',
-      ]);
-      const written = new Set(inserted.map((r) => r.id as string));
+      const written = new Set(await firstReplies.call<string>(this.ctx.database.generic ?? this.ctx.database.db, {
+        input: JSON.stringify(input), ids: input.map((x) => x.id), accountIds: [...new Set(input.map((x) => x.account_id))].sort(),
+        floor: idFloor('msg', day), cap: this.ctx.config.tiktokDailyCap, now: Math.max(...items.map((item) => item.now)), rows: JSON.stringify(rows),
+      }));
       return items.map((item, i) => planned.has(i) && written.has(item.row.id));
     } catch (err) {
-      this.ctx.log.debug({ err, size: items.length }, 'batched first replies failed; taking the locking path for each');
-      // Whatever the script left (an aborted transaction, or none): a connection that cannot roll back is not reused.
-      await client.query('rollback').catch((e: Error) => { broken = e; });
+      if (err instanceof RoutineUndefined) {
+        if (!err.reported) this.ctx.log.warn({ err }, 'first replies of the day take the slower locking path until the function can be defined');
+        err.reported = true;
+      } else {
+        this.ctx.log.debug({ err, size: items.length }, 'batched first replies failed; taking the locking path for each');
+      }
       return items.map(() => false);
-    } finally {
-      client.release(broken);
     }
   }
 }
@@ -289,7 +280,7 @@ export const takeQuotaAndInsert = prepared<{ input: string; ids: string[]; now: 
  * and per input row they scanned the whole of `replied` each time, which grows with the batch's
  * accounts and their day, while the accounts stay locked.
  */
-export const takeFirstQuotaAndInsert = prepared<{ input: string; ids: string[]; accountIds: string[]; floor: string; cap: number; now: number; rows: string }>()((db, $) =>
+const firstQuotaAndInsert = (db: Executor, $: Binder<FirstReplies>) =>
   sql<{ id: string }>`with ${quotaInput($('input'))}, replied as (
     ${todaysReplies(db, $('floor')).select(['account_id', 'conversation_id']).distinct().where('account_id', '=', sql<string>`any(${$('accountIds')}::text[])`)}
   ), replied_per_account as (
@@ -301,11 +292,20 @@ export const takeFirstQuotaAndInsert = prepared<{ input: string; ids: string[]; 
     left join replied_per_account d on d.account_id = a.id
     left join new_per_account f on f.account_id = a.id
     where coalesce(d.n, 0) + coalesce(f.n, 0) <= ${$('cap')}
-  ), ${takeAndInsert($('ids'), $('now'), $('rows'), sql`x.account_id in (select id from fits)`)}`);
+  ), ${takeAndInsert($('ids'), $('now'), $('rows'), sql`x.account_id in (select id from fits)`)}`;
+export const takeFirstQuotaAndInsert = prepared<FirstReplies>()(firstQuotaAndInsert);
 
-/** In id order, the order every accept locks in. */
-const lockAccounts = prepared<{ ids: string[] }>()((db, $) =>
-  db.selectFrom('accounts').select('id').where('id', '=', sql<string>`any(${$('ids')}::text[])`).orderBy('id').forUpdate());
+interface FirstReplies { input: string; ids: string[]; accountIds: string[]; floor: string; cap: number; now: number; rows: string }
+
+/**
+ * takeFirstQuotaAndInsert after the batch's accounts are locked, in id order (the order every accept
+ * locks in), as one function (db/pg-routine.ts): the statement's snapshot, taken after the locks,
+ * sees every reply committed before them, and its plan is kept.
+ */
+export const firstReplies = new PgRoutine<FirstReplies>('dmgate_first_replies', {
+  input: 'text', ids: 'text[]', accountIds: 'text[]', floor: 'text', cap: 'bigint', now: 'bigint', rows: 'text',
+}, 'setof text', prepared<FirstReplies>()((db, $) => sql`perform 1 from accounts where id = any(${$('accountIds')}::text[]) order by id for update;
+  return query ${firstQuotaAndInsert(db, $)}`));
 
 const registry = new WeakMap<AppContext, AcceptBatcher>();
 
