@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { notFound } from '../core/errors.js';
-import { IdParams, Nullable, errorResponses, listOf } from '../http/schemas.js';
+import { IdParams, Nullable, NullableString, errorResponses, listOf } from '../http/schemas.js';
 import { principalOf } from '../http/principal.js';
 import { cursorFilter, pageOf } from '../http/pagination.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
@@ -26,11 +26,11 @@ export const ConversationSchema = Type.Object({
 }, { $id: 'Conversation' });
 export const MessageSchema = Type.Object({
   id: Type.String(), conversation_id: Type.String(), account_id: Type.String(), direction: Type.String(), type: Type.String(),
-  text: Nullable(Type.String()), media: Type.Unknown(), share_post: Type.Unknown(), template: Type.Unknown(), unsupported: Type.Unknown(),
-  referral: Type.Unknown(), reply_to: Nullable(Type.String()), status: Type.String(), source: Type.String(), error: Type.Unknown(),
-  provider_message_id: Nullable(Type.String()), sent_by: Nullable(Type.String()), created_at: Nullable(Type.String()), updated_at: Nullable(Type.String()),
+  text: NullableString(), media: Type.Unknown(), share_post: Type.Unknown(), template: Type.Unknown(), unsupported: Type.Unknown(),
+  referral: Type.Unknown(), reply_to: NullableString(), status: Type.String(), source: Type.String(), error: Type.Unknown(),
+  provider_message_id: NullableString(), sent_by: NullableString(), created_at: NullableString(), updated_at: NullableString(),
   attempts: Type.Optional(Type.Integer({ description: 'outbound: send attempts so far' })),
-  next_attempt_at: Type.Optional(Nullable(Type.String({ description: 'outbound, queued: when the next attempt is due' }))),
+  next_attempt_at: Type.Optional(NullableString('outbound, queued: when the next attempt is due')),
 }, { $id: 'Message' });
 
 /** `repliedBefore`: see repliedBeforeLastInbound (only the `…_then_unlimited` policy looks at it). */
