@@ -117,7 +117,7 @@ const ROUTINE_LOCK = 0x646d7274;
 const TOKEN = /'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\$([0-9]+)/g;
 
 /** The statement's text with each `$n` outside literals, quoted identifiers and comments replaced by `replace(n - 1)`. */
-export function rewriteParameters(text: string, replace: (index: number) => string): string {
+function rewriteParameters(text: string, replace: (index: number) => string): string {
   return text.replace(TOKEN, (token: string, n: string | undefined) => (n === undefined ? token : replace(Number(n) - 1)));
 }
 
