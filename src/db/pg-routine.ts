@@ -23,7 +23,7 @@ import type { DB } from './schema.js';
  */
 export class PgRoutine<P extends object> {
   private readonly defined = new WeakMap<Kysely<DB>, Promise<void>>();
-  private built?: { name: string; create: string; call: string };
+  private built?: Built<P>;
 
   /**
    * `args`: the SQL type of each named value, in the function's argument order. `returns`: the
@@ -39,9 +39,8 @@ export class PgRoutine<P extends object> {
 
   /** Runs the function (defining it first if needed) with these values: its rows, each as `{ value }`. */
   async call<V>(db: Kysely<DB>, params: P): Promise<V[]> {
-    const { call } = this.build(db);
+    const { call, names } = this.build(db);
     await this.define(db);
-    const names = Object.keys(this.args) as (keyof P & string)[];
     const values = names.map((n) => {
       const v = params[n];
       if (v === undefined) throw new Error(`${this.baseName}: no value for "${n}"`);
@@ -57,23 +56,23 @@ export class PgRoutine<P extends object> {
     return { name, create };
   }
 
-  private build(db: Kysely<DB>): { name: string; create: string; call: string } {
+  private build(db: Kysely<DB>): Built<P> {
     if (this.built) return this.built;
-    const names = Object.keys(this.args);
+    const names = Object.keys(this.args) as (keyof P & string)[];
     const { query, names: slots } = this.body.compiled(db);
     const text = rewriteParameters(query.sql, (i) => {
       const name = slots[i];
       if (name === null) return literal(query.parameters[i]);
-      const position = names.indexOf(name);
+      const position = names.indexOf(name as keyof P & string);
       if (position < 0) throw new Error(`${this.baseName}: "${name}" has no argument type`);
       return `$${position + 1}`;
     });
-    const signature = names.map((n) => this.args[n as keyof P & string]).join(', ');
+    const signature = names.map((n) => this.args[n]).join(', ');
     if (text.includes('$routine$')) throw new Error(`${this.baseName}: the body contains the function's quote`);
     const rest = `(${signature}) returns ${this.returns} language plpgsql volatile as $routine$\nbegin\n${text};\nend\n$routine$`;
     const name = `${this.baseName}_${createHash('sha256').update(rest).digest('hex').slice(0, 12)}`;
     const call = `select r as value from ${name}(${names.map((_, i) => `$${i + 1}`).join(', ')}) as r`;
-    return (this.built = { name, create: `create or replace function ${name}${rest}`, call });
+    return (this.built = { name, create: `create or replace function ${name}${rest}`, call, names });
   }
 
   /**
@@ -97,6 +96,15 @@ export class PgRoutine<P extends object> {
     }
     return done;
   }
+}
+
+interface Built<P> {
+  name: string;
+  create: string;
+  /** The statement that calls the function with its arguments as $1…$n. */
+  call: string;
+  /** The named values, in the function's argument order. */
+  names: (keyof P & string)[];
 }
 
 /** The function could not be defined; `reported` is for the caller, to say so once. */
