@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
-import { IdParams, ListQuery, Nullable, errorResponses, listOf } from '../http/schemas.js';
+import { IdParams, ListQuery, Nullable, errorResponses, listOf, NullableScalar, NullableString } from '../http/schemas.js';
 import { requireAdmin } from '../http/principal.js';
 import { accountView, getAccount, setAccountStatus } from './store.js';
 import { tiktokClient } from '../providers/tiktok/provider.js';
@@ -15,38 +15,38 @@ export const BackfillSchema = Type.Object({
   status: Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('done'), Type.Literal('failed')]),
   days: Type.Integer(),
   conversations_done: Type.Integer(),
-  conversations_total: Nullable(Type.Integer()),
+  conversations_total: NullableScalar('integer'),
   messages: Type.Integer({ description: 'messages stored by this run (a repeated run stores none twice)' }),
   requested_at: Type.String(),
-  started_at: Nullable(Type.String()),
-  finished_at: Nullable(Type.String()),
-  error: Nullable(Type.String()),
+  started_at: NullableString(),
+  finished_at: NullableString(),
+  error: NullableString(),
   history_before: Type.String({ description: 'older messages are stored as history, without message.received' }),
 }, { $id: 'AccountBackfill' });
 
 export const AccountSchema = Type.Object({
   id: Type.String(), provider: Type.String(), external_id: Type.String(),
-  username: Nullable(Type.String()), display_name: Nullable(Type.String()), avatar_url: Nullable(Type.String()), region: Nullable(Type.String()),
+  username: NullableString(), display_name: NullableString(), avatar_url: NullableString(), region: NullableString(),
   status: Status,
-  status_reason: Nullable(Type.String({ description: 'why the account cannot send, and the fix' })),
+  status_reason: NullableString('why the account cannot send, and the fix'),
   scopes: Type.Array(Type.String()),
-  token_expires_at: Nullable(Type.String()), refresh_token_expires_at: Nullable(Type.String()),
+  token_expires_at: NullableString(), refresh_token_expires_at: NullableString(),
   backfill: Nullable(Type.Ref(BackfillSchema)),
   created_at: Type.String(),
 }, { $id: 'Account' });
 
 const HealthSchema = Type.Object({
-  account_id: Type.String(), status: Status, status_reason: Nullable(Type.String()),
-  healthy: Type.Boolean(), fix: Nullable(Type.String()), checked_at: Type.String(),
+  account_id: Type.String(), status: Status, status_reason: NullableString(),
+  healthy: Type.Boolean(), fix: NullableString(), checked_at: Type.String(),
   token: Type.Object({
-    expires_at: Nullable(Type.String()), expires_in_s: Nullable(Type.Integer()),
-    refresh_token_expires_at: Nullable(Type.String()), refresh_token_expires_in_s: Nullable(Type.Integer()),
+    expires_at: NullableString(), expires_in_s: NullableScalar('integer'),
+    refresh_token_expires_at: NullableString(), refresh_token_expires_in_s: NullableScalar('integer'),
   }),
   tiktok: Type.Object({
-    ok: Nullable(Type.Boolean({ description: 'token_info answered with every messaging scope; null when not asked' })),
-    scopes: Type.Array(Type.String()), missing_scopes: Type.Array(Type.String()), error: Nullable(Type.String()), provider_code: Nullable(Type.Integer()),
+    ok: NullableScalar('boolean', { description: 'token_info answered with every messaging scope; null when not asked' }),
+    scopes: Type.Array(Type.String()), missing_scopes: Type.Array(Type.String()), error: NullableString(), provider_code: NullableScalar('integer'),
   }),
-  webhook: Type.Object({ ok: Nullable(Type.Boolean()), callback_url: Nullable(Type.String()), expected: Type.String(), error: Nullable(Type.String()) }),
+  webhook: Type.Object({ ok: NullableScalar('boolean'), callback_url: NullableString(), expected: Type.String(), error: NullableString() }),
   backfill: Nullable(Type.Ref(BackfillSchema)),
   waiting: Type.Object({ held_replies: Type.Integer(), queued_replies: Type.Integer(), held_webhooks: Type.Integer() }),
 }, { $id: 'AccountHealth' });

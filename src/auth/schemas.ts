@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import { Nullable } from '../http/schemas.js';
+import { NullableScalar, NullableString } from '../http/schemas.js';
 
 /** Route schemas shared by the auth, user and API-key routes. */
 export const RoleSchema = Type.Union([Type.Literal('admin'), Type.Literal('agent')]);
@@ -7,10 +7,10 @@ export const RoleSchema = Type.Union([Type.Literal('admin'), Type.Literal('agent
 export const UserSchema = Type.Object({
   id: Type.String(),
   email: Type.String(),
-  name: Nullable(Type.String()),
+  name: NullableString(),
   role: RoleSchema,
   disabled: Type.Boolean(),
-  disabled_at: Nullable(Type.String({ format: 'date-time' })),
+  disabled_at: NullableScalar('string', { format: 'date-time' }),
   created_at: Type.String({ format: 'date-time' }),
 });
 
@@ -32,6 +32,6 @@ export const ApiKeySchema = Type.Object({
   name: Type.String(),
   prefix: Type.String({ description: 'the first characters of the key, to recognise it' }),
   created_at: Type.String({ format: 'date-time' }),
-  last_used_at: Nullable(Type.String({ format: 'date-time' })),
-  revoked_at: Nullable(Type.String({ format: 'date-time' })),
+  last_used_at: NullableScalar('string', { format: 'date-time' }),
+  revoked_at: NullableScalar('string', { format: 'date-time' }),
 });

@@ -3,14 +3,14 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { invalid, notFound } from '../core/errors.js';
 import { parseJson } from '../db/database.js';
-import { IdParams, Nullable, errorResponses, listOf } from '../http/schemas.js';
+import { IdParams, Nullable, errorResponses, listOf, NullableString } from '../http/schemas.js';
 import { cursorFilter, pageOf } from '../http/pagination.js';
 import { contactView } from '../messaging/views.js';
 
 const ContactSchema = Type.Object({
-  id: Type.String(), provider: Type.String(), external_id: Type.String(), username: Nullable(Type.String()), display_name: Nullable(Type.String()),
-  avatar_url: Nullable(Type.String()), is_follower: Type.Boolean(), first_referral: Type.Unknown(), attributes: Type.Record(Type.String(), Type.Unknown()),
-  notes: Nullable(Type.String()), created_at: Nullable(Type.String()),
+  id: Type.String(), provider: Type.String(), external_id: Type.String(), username: NullableString(), display_name: NullableString(),
+  avatar_url: NullableString(), is_follower: Type.Boolean(), first_referral: Type.Unknown(), attributes: Type.Record(Type.String(), Type.Unknown()),
+  notes: NullableString(), created_at: NullableString(),
   conversations: Type.Optional(Type.Array(Type.Object({ id: Type.String(), account_id: Type.String(), status: Type.String() }))),
 }, { $id: 'Contact' });
 

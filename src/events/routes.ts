@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { invalid } from '../core/errors.js';
-import { errorResponses, ListQuery, Nullable } from '../http/schemas.js';
+import { errorResponses, ListQuery, NullableString } from '../http/schemas.js';
 import { streamRoutes } from '../realtime/routes.js';
 
 const EventsQuery = Type.Composite([ListQuery, Type.Object({
@@ -16,12 +16,12 @@ const EventsQuery = Type.Composite([ListQuery, Type.Object({
 const Event = Type.Object({
   id: Type.String(),
   event: Type.String(),
-  account_id: Nullable(Type.String()),
+  account_id: NullableString(),
   provider: Type.String(),
   timestamp: Type.Integer(),
 }, { additionalProperties: true, description: 'the same body webhooks deliver' });
 
-const EventList = Type.Object({ data: Type.Array(Event), next_cursor: Nullable(Type.String()) });
+const EventList = Type.Object({ data: Type.Array(Event), next_cursor: NullableString() });
 
 const encodeCursor = (seq: number) => Buffer.from(`s${seq}`).toString('base64url');
 function decodeCursor(cursor: string): number {

@@ -16,22 +16,26 @@ export const ListQuery = Type.Object({
 });
 
 export const listOf = <T extends TSchema>(item: T) =>
-  Type.Object({ data: Type.Array(item), next_cursor: Type.Union([Type.String(), Type.Null()]) });
+  Type.Object({ data: Type.Array(item), next_cursor: NullableString() });
 
 export const IdParams = Type.Object({ id: Type.String() });
 
 /** Null first: with Ajv's type coercion a null would otherwise be coerced into the first branch ("" for strings). */
 export const Nullable = <T extends TSchema>(s: T) => Type.Union([Type.Null(), s]);
 
+interface Scalars { string: string; integer: number; boolean: boolean }
+
 /**
- * A string or null in a response, as a type list. fast-json-stringify writes an anyOf (Nullable) by
- * running Ajv on the value against each branch, and compiles those validators on the first
- * response that needs them: tens of milliseconds of a new process's first requests (its first half
- * second under load in bench:outbound). A type list it writes inline. (Not for request schemas:
- * there Ajv's coercion treats a type list differently, see Nullable.)
+ * A scalar or null in a response, as a type list. fast-json-stringify writes an anyOf (Nullable) by
+ * running Ajv on the value against each branch, for every such value of every response, and
+ * compiles those validators on the first response that needs them: tens of milliseconds of a new
+ * process's first requests. A type list it writes inline. (Not for request schemas: there Ajv's
+ * coercion treats a type list differently, see Nullable.)
  */
-export const NullableString = (description?: string) =>
-  Type.Unsafe<string | null>({ type: ['string', 'null'], ...(description === undefined ? {} : { description }) });
+export const NullableScalar = <K extends keyof Scalars>(type: K, options: { description?: string; format?: 'date-time' } = {}) =>
+  Type.Unsafe<Scalars[K] | null>({ type: [type, 'null'], ...options });
+
+export const NullableString = (description?: string) => NullableScalar('string', description === undefined ? {} : { description });
 
 /**
  * Standard error responses a route can produce; merged into each route's `response`. Every such

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { notFound } from '../core/errors.js';
-import { IdParams, Nullable, NullableString, errorResponses, listOf } from '../http/schemas.js';
+import { IdParams, Nullable, NullableString, errorResponses, listOf, NullableScalar } from '../http/schemas.js';
 import { principalOf } from '../http/principal.js';
 import { cursorFilter, pageOf } from '../http/pagination.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
@@ -13,15 +13,15 @@ import { messageRoutes } from './message-routes.js';
 import { repliedBeforeLastInbound } from './queue.js';
 
 const WindowSchema = Type.Object({
-  open: Type.Boolean(), expires_at: Nullable(Type.String()), quota_limit: Nullable(Type.Integer()), quota_remaining: Nullable(Type.Integer()),
-  can_send_images: Nullable(Type.Boolean()), blocked: Nullable(Type.String()),
+  open: Type.Boolean(), expires_at: NullableString(), quota_limit: NullableScalar('integer'), quota_remaining: NullableScalar('integer'),
+  can_send_images: NullableScalar('boolean'), blocked: NullableString(),
 });
-const ContactSummarySchema = Type.Object({ id: Type.String(), username: Nullable(Type.String()), display_name: Nullable(Type.String()), is_follower: Type.Boolean() });
+const ContactSummarySchema = Type.Object({ id: Type.String(), username: NullableString(), display_name: NullableString(), is_follower: Type.Boolean() });
 export const ConversationSchema = Type.Object({
-  id: Type.String(), account_id: Type.String(), status: Type.String(), assignee_id: Nullable(Type.String()),
+  id: Type.String(), account_id: Type.String(), status: Type.String(), assignee_id: NullableString(),
   contact: ContactSummarySchema, external_id: Type.String(),
-  last_message_at: Nullable(Type.String()), last_message_preview: Nullable(Type.String()),
-  last_inbound_at: Nullable(Type.String()), first_unanswered_at: Nullable(Type.String()),
+  last_message_at: NullableString(), last_message_preview: NullableString(),
+  last_inbound_at: NullableString(), first_unanswered_at: NullableString(),
   referral: Type.Unknown(), window: WindowSchema, created_at: Type.String(),
 }, { $id: 'Conversation' });
 export const MessageSchema = Type.Object({

@@ -9,7 +9,7 @@ import type { WebhookEndpointsTable } from '../db/schema.js';
 import { serializeEvent } from '../events/outbox.js';
 import { EVENT_TYPES } from '../events/types.js';
 import { requireAdmin } from '../http/principal.js';
-import { errorResponses, IdParams, ListQuery, listOf, Nullable } from '../http/schemas.js';
+import { errorResponses, IdParams, ListQuery, listOf, NullableScalar, NullableString } from '../http/schemas.js';
 import { deliveryFailed } from './delivery-status.js';
 import { generateSecret } from './signing.js';
 import { checkWebhookUrl } from './ssrf.js';
@@ -27,10 +27,10 @@ const Endpoint = Type.Object({
   id: Type.String(),
   url: Type.String(),
   events: Type.Array(Type.String()),
-  description: Nullable(Type.String()),
+  description: NullableString(),
   enabled: Type.Boolean(),
   ordered: Type.Boolean({ description: 'events of one conversation are delivered strictly in order' }),
-  disabled_reason: Nullable(Type.String()),
+  disabled_reason: NullableString(),
   created_at: Type.String({ format: 'date-time' }),
 });
 
@@ -62,10 +62,10 @@ const Attempt = Type.Object({
   event_id: Type.String(),
   event_type: Type.String(),
   attempted_at: Type.String({ format: 'date-time' }),
-  status_code: Nullable(Type.Integer()),
+  status_code: NullableScalar('integer'),
   latency_ms: Type.Integer(),
-  error: Nullable(Type.String()),
-  response_body: Nullable(Type.String({ description: 'the first 1 KB of the answer' })),
+  error: NullableString(),
+  response_body: NullableString('the first 1 KB of the answer'),
   delivery_status: DeliveryStatus,
 });
 
@@ -75,9 +75,9 @@ const Delivery = Type.Object({
   endpoint_id: Type.String(),
   status: DeliveryStatus,
   attempts: Type.Integer(),
-  next_attempt_at: Nullable(Type.String({ format: 'date-time' })),
-  last_status_code: Nullable(Type.Integer()),
-  last_error: Nullable(Type.String()),
+  next_attempt_at: NullableScalar('string', { format: 'date-time' }),
+  last_status_code: NullableScalar('integer'),
+  last_error: NullableString(),
   created_at: Type.String({ format: 'date-time' }),
 });
 
