@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
-import { IdParams, ListQuery, Nullable, errorResponses, listOf, NullableScalar, NullableString } from '../http/schemas.js';
+import { IdParams, ListQuery, Nullable, NullableScalar, NullableString, errorResponses, listOf } from '../http/schemas.js';
 import { requireAdmin } from '../http/principal.js';
 import { accountView, getAccount, setAccountStatus } from './store.js';
 import { tiktokClient } from '../providers/tiktok/provider.js';

@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { invalid, notFound } from '../core/errors.js';
 import { parseJson } from '../db/database.js';
-import { IdParams, Nullable, errorResponses, listOf, NullableString } from '../http/schemas.js';
+import { IdParams, Nullable, NullableString, errorResponses, listOf } from '../http/schemas.js';
 import { cursorFilter, pageOf } from '../http/pagination.js';
 import { contactView } from '../messaging/views.js';
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { notFound } from '../core/errors.js';
-import { IdParams, Nullable, NullableString, errorResponses, listOf, NullableScalar } from '../http/schemas.js';
+import { IdParams, Nullable, NullableScalar, NullableString, errorResponses, listOf } from '../http/schemas.js';
 import { principalOf } from '../http/principal.js';
 import { cursorFilter, pageOf } from '../http/pagination.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { ApiError, invalid, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
@@ -9,15 +9,12 @@ import type { WebhookEndpointsTable } from '../db/schema.js';
 import { serializeEvent } from '../events/outbox.js';
 import { EVENT_TYPES } from '../events/types.js';
 import { requireAdmin } from '../http/principal.js';
-import { errorResponses, IdParams, ListQuery, listOf, NullableScalar, NullableString } from '../http/schemas.js';
+import { errorResponses, IdParams, ListQuery, listOf, Nullable, NullableScalar, NullableString } from '../http/schemas.js';
 import { deliveryFailed } from './delivery-status.js';
 import { generateSecret } from './signing.js';
 import { checkWebhookUrl } from './ssrf.js';
 
 /** Webhook endpoints (subscriptions), their delivery log, retry and recovery. Admin only. */
-
-/** Null first: with Ajv's type coercion, `[string, null]` would turn a JSON null into "". */
-const NullOr = <T extends TSchema>(s: T) => Type.Union([Type.Null(), s]);
 
 const EventName = Type.Unsafe<string>({ type: 'string', enum: [...EVENT_TYPES, '*'], description: 'an event type, or "*" for all' });
 const EventList = Type.Array(EventName, { minItems: 1, maxItems: 64 });
@@ -42,14 +39,14 @@ const EndpointWithSecret = Type.Composite([
 const CreateBody = Type.Object({
   url: Url,
   events: EventList,
-  description: Type.Optional(NullOr(Type.String({ maxLength: 500 }))),
+  description: Type.Optional(Nullable(Type.String({ maxLength: 500 }))),
   ordered: Type.Optional(Type.Boolean({ default: false })),
 }, { additionalProperties: false });
 
 const PatchBody = Type.Object({
   url: Type.Optional(Url),
   events: Type.Optional(EventList),
-  description: Type.Optional(NullOr(Type.String({ maxLength: 500 }))),
+  description: Type.Optional(Nullable(Type.String({ maxLength: 500 }))),
   enabled: Type.Optional(Type.Boolean()),
   ordered: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
