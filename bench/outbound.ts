@@ -208,6 +208,11 @@ async function pendingCount(db: Database): Promise<number> {
   return Number(r.n);
 }
 
+/** Polls every 100 ms until nothing is left to send, or for at most `maxS` seconds. */
+async function untilSent(db: Database, maxS: number): Promise<void> {
+  for (let i = 0; i < maxS * 10 && (await pendingCount(db)) > 0; i++) await sleep(100);
+}
+
 /** Every conversation processed its latest customer message (quota back to 0 used). */
 async function waitForCustomers(s: Setup, expected: number, since: number): Promise<void> {
   for (let i = 0; i < 1200; i++) {
@@ -497,10 +502,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
       t = performance.now();
       await s.restart('all');
       const drainCpu = cpuMeter(s, label === 'postgres', 'reply');
-      for (let i = 0; i < 6000; i++) {
-        if ((await pendingCount(s.db)) === 0) break;
-        await sleep(100);
-      }
+      await untilSent(s.db, 600);
       const drainS = (performance.now() - t) / 1000;
       const drainCpuLine = drainCpu(jobs.length - refused);
       const drainLoop = await loopStats(s);
@@ -610,7 +612,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
       }));
       const firsts = res.latOf.slice(0, 5).map((l) => fmt(l, 1)).join(', ');
       console.log(`[${label}]   warm-up, not counted: ${WARM_UP} POSTs at 100/s; the process's first five took ${firsts} ms; all: ${line(res)}`);
-      if (mode === 'send') for (let k = 0; k < 600 && (await pendingCount(s.db)) > 0; k++) await sleep(100);
+      if (mode === 'send') await untilSent(s.db, 60);
     };
     // One run's p99 on this shared 2-core machine varies by a factor of several between identical
     // runs (the tail follows what else the cores and the disk are doing), so the POST phases are
@@ -634,7 +636,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
         console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(loop1.lagP99, 1)} ms, max ${fmt(loop1.lagMax, 1)} ms; GC ${gcLine(loop0, loop1)}`);
         console.log(`[${label}]     CPU meanwhile: ${cpuLine}`);
         if (mode === 'api') continue; // nothing sends here: the replies stay queued
-        for (let i = 0; i < 600 && (await pendingCount(s.db)) > 0; i++) await sleep(100);
+        await untilSent(s.db, 60);
         const after = await control(s, 'stats');
         const total = Object.keys(after.violations).reduce((a, k) => a + after.violations[k] - before.violations[k], 0);
         console.log(`[${label}]     those ${res.lat.length} probes reached TikTok too: ${after.sent - before.sent} sent; violations ${total}, 40100 throttles ${after.violations.qps - before.violations.qps}`);
