@@ -30,7 +30,7 @@
  *    time from each probe's 202 to TikTok's record of its send.
  * 6. Peak memory (VmHWM) of the sending gateway process, against the first process once idle.
  *
- * Runs on SQLite; on PostgreSQL instead when BENCH_DATABASE_URL is set.
+ * Runs on SQLite; on PostgreSQL instead when BENCH_DATABASE_URL is set (printed: over TCP or a Unix socket).
  * Knobs: BENCH_ACCOUNTS (200), BENCH_CONVERSATIONS (10), BENCH_LATENCY_S (10), BENCH_LATENCY_RUNS (3), BENCH_RATE (500),
  * BENCH_CPU_PROF (a directory: CPU profiles of the gateway processes), BENCH_LOG_LEVEL (the gateway's),
  * BENCH_PHASES=latency (skip the baseline, queue and drain phases).
@@ -679,6 +679,16 @@ async function run(label: string, databaseUrl: string): Promise<void> {
   }
 }
 
+/**
+ * How the gateway reaches PostgreSQL: on one machine a TCP loopback connection costs each query's
+ * sender the receiver's side of TCP too (README, Production), so the figures depend on it.
+ */
+function pgTransport(url: string): string {
+  const u = new URL(url);
+  const host = u.searchParams.get('host') ?? decodeURIComponent(u.hostname);
+  return host.startsWith('/') ? `over the Unix socket in ${host}` : `over TCP to ${host}:${u.port || 5432} (a co-located server is faster over its Unix socket: README, Production)`;
+}
+
 async function main(): Promise<void> {
   // Each latency run replies to CONVERSATIONS new conversations per account: all of them must fit in
   // the day's cap (200, the gateway's and the emulator's default), or replies would be refused.
@@ -690,6 +700,7 @@ async function main(): Promise<void> {
     console.log('[postgres] not run: set BENCH_DATABASE_URL to measure PostgreSQL instead');
     return;
   }
+  console.log(`[postgres] connected ${pgTransport(pgUrl)}`);
   const scratch = await scratchSchema(pgUrl, 'bench');
   try {
     await run('postgres', scratch.url);
