@@ -686,7 +686,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
 function pgTransport(url: string): string {
   const u = new URL(url);
   const host = u.searchParams.get('host') ?? decodeURIComponent(u.hostname);
-  return host.startsWith('/') ? `over the Unix socket in ${host}` : `over TCP to ${host}:${u.port || 5432} (a co-located server is faster over its Unix socket: README, Production)`;
+  return host.startsWith('/') ? `over the Unix socket in ${host}` : `over TCP to ${host}:${u.port || 5432} (for a co-located server, see its Unix socket in README, Production)`;
 }
 
 async function main(): Promise<void> {
