@@ -25,9 +25,10 @@ describe(`hot statements keep to their account, conversation or ids under stale 
     const now = Date.now();
     const floor = idFloor('msg', utcDayStart(now));
     // 40 accounts × 40 conversations: 24,000 customer messages today, analyzed before 24,000 replies
-    // came, the last of each conversation still queued.
-    await sql`insert into accounts (id, provider, external_id, status, created_at, updated_at)
-      select 'acct_' || a, 'tiktok', 'biz_' || a, 'active', ${now}, ${now} from generate_series(1, 40) a`.execute(db().db);
+    // came, the last of each conversation still queued; and 160 accounts more, without conversations (each
+    // with its tokens: a page holds about 15 accounts).
+    await sql`insert into accounts (id, provider, external_id, status, access_token_enc, refresh_token_enc, created_at, updated_at)
+      select 'acct_' || a, 'tiktok', 'biz_' || a, 'active', repeat('t', 200), repeat('r', 200), ${now}, ${now} from generate_series(1, 200) a`.execute(db().db);
     await sql`insert into contacts (id, provider, external_id, created_at, updated_at)
       select 'ct_' || a || '_' || c, 'tiktok', 'u_' || a || '_' || c, ${now}, ${now} from generate_series(1, 40) a, generate_series(1, 40) c`.execute(db().db);
     await sql`insert into conversations (id, account_id, contact_id, external_id, created_at, updated_at)
@@ -56,6 +57,13 @@ describe(`hot statements keep to their account, conversation or ids under stale 
       expect(found.length).toBeGreaterThan(0);
       for (const [index, cond] of found) expect(`${index}: ${cond}`).toMatch(/\b(account_id|conversation_id|id) = /);
     }
+
+    // The accept's read looks each conversation's account up by its key: joined, the generic plan
+    // (sized for 10 conversations) hashed the whole accounts table on every read.
+    const accountScans = (await postgresPlans(db().db, conversationsWithCap.bound(db().db, { ids, counted: ids, floor })))
+      .flatMap(({ mode, plan }) => tableScans(plan, ['accounts']).map(([index, cond]) => `${mode}: ${index}: ${cond}`));
+    expect(accountScans).toHaveLength(2);
+    for (const found of accountScans) expect(found).toMatch(/: accounts_pkey: \(id = conversations\.account_id\)$/);
 
     // The accept path's writes go to their conversations by id: the batched write in its generic
     // plan (database.ts, `generic`), the first replies' write in its custom plan (a script).

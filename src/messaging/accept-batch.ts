@@ -2,7 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import type { AppContext } from '../context.js';
 import { Batches } from '../core/batches.js';
 import { newId } from '../core/ids.js';
-import type { Executor } from '../db/database.js';
+import { isPostgres, type Executor } from '../db/database.js';
 import { prepared, type Binder } from '../db/prepared.js';
 import { MESSAGE_COLUMNS, type ConversationRow, type MessageRow } from './views.js';
 import type { WindowPolicy } from '../providers/types.js';
@@ -31,10 +31,21 @@ import { windowAt } from './window.js';
 
 export type ConversationForAccept = ConversationRow & { account_status: string; status_reason: string | null; business_id: string };
 
-/** Conversations with what accepting a reply checks of their account. */
+/**
+ * Conversations with what accepting a reply checks of their account. On Postgres the account is
+ * looked up per conversation, by its key (a lateral subquery with a limit, which the planner cannot
+ * turn into a join). As a join, the generic plan of a read by an id list (sized 10 by guess) hashed
+ * the whole accounts table for the one conversation of most reads, while accounts were a few
+ * hundred (with thousands, it looked them up by itself). Measured with pgbench (200 accounts, 4,000
+ * conversations), a read by that plan against one by this, round trip included: 0.088 against
+ * 0.056–0.065 ms.
+ */
 export function conversationsForAccept(db: Executor) {
-  return db.selectFrom('conversations').innerJoin('accounts', 'accounts.id', 'conversations.account_id')
-    .selectAll('conversations').select(['accounts.status as account_status', 'accounts.status_reason', 'accounts.external_id as business_id']);
+  const columns = ['accounts.status as account_status', 'accounts.status_reason', 'accounts.external_id as business_id'] as const;
+  if (!isPostgres(db)) return db.selectFrom('conversations').innerJoin('accounts', 'accounts.id', 'conversations.account_id').selectAll('conversations').select(columns);
+  return db.selectFrom('conversations')
+    .innerJoinLateral((eb) => eb.selectFrom('accounts').select(columns).whereRef('accounts.id', '=', 'conversations.account_id').limit(1).as('accounts'), (join) => join.onTrue())
+    .selectAll('conversations').select(['accounts.account_status', 'accounts.status_reason', 'accounts.business_id']);
 }
 
 /** What the account has used of its daily cap. */
