@@ -2,7 +2,7 @@ import { sql, type CompiledQuery } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { postgresLookups } from '../src/ingest/apply.js';
 import { takeFirstQuotaAndInsert, takeQuotaAndInsert } from '../src/messaging/accept-batch.js';
-import { idFloor } from '../src/messaging/queue.js';
+import { utcDayStart } from '../src/messaging/queue.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
 
 /**
@@ -66,7 +66,7 @@ describe(`batched conversation locks are taken in id order (${TEST_DB})`, () => 
     await conversations('first');
     const input = ['cv_first_3', 'cv_first_2', 'cv_first_1'].map((id) => ({ id, account_id: 'first', seen_count: 0, seen_inbound: null, take: 1 }));
     await waitsForLowestFirst('first', takeFirstQuotaAndInsert.bound(db().db, {
-      input: JSON.stringify(input), ids: input.map((x) => x.id), accountIds: ['first'], floor: idFloor('msg', now - 86_400_000), cap: 3, now, rows: '[]',
+      input: JSON.stringify(input), ids: input.map((x) => x.id), accountIds: ['first'], day: utcDayStart(now - 86_400_000), cap: 3, now, rows: '[]',
     }));
     const counts = await db().db.selectFrom('conversations').select(['id', 'outbound_since_inbound']).where('account_id', '=', 'first').orderBy('id').execute();
     expect(counts.map((c) => Number(c.outbound_since_inbound))).toEqual([1, 1, 1]);

@@ -49,7 +49,7 @@ describe(`first replies of the day, batched (${TEST_DB})`, () => {
     const rows = convs.map(([id, account]) => reply(id, account));
     const accountIds = [...new Set(convs.map(([, a]) => a))].sort();
     const written = new Set(await firstReplies.call<string>(db().db, {
-      input: JSON.stringify(input), ids: input.map((x) => x.id), accountIds, floor, cap, now, rows: JSON.stringify(rows),
+      input: JSON.stringify(input), ids: input.map((x) => x.id), accountIds, day: utcDayStart(now), cap, now, rows: JSON.stringify(rows),
     }));
     return rows.filter((r) => written.has(r.id as string)).map((r) => r.conversation_id as string);
   }

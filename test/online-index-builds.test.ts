@@ -10,9 +10,10 @@ import { waitFor } from './helpers/wait.js';
  * Upgrading a database whose messages, deliveries and inbound log are large: migrations 004 and
  * 005 replace indexes of those tables. Built in the migration, each index would block every write
  * to its table for as long as it takes; built after it, concurrently, writes go on. An open
- * transaction that has written to `messages` holds the first build back, so the test can write
- * while a build is in progress, and end the build's connection midway (a process dying during an
- * upgrade) to see another process pick it up.
+ * transaction that has written to `deliveries` holds the builds of that table (005's, the last)
+ * back, so the test can write while a build is in progress, and end the build's connection midway
+ * (a process dying during an upgrade) to see another process pick it up. (Not `messages`: migration
+ * 006 adds triggers to it, which waits for its writers inside the migration.)
  */
 describe(`index changes on large tables (${TEST_DB})`, () => {
   const storages: TestStorage[] = [];
@@ -75,25 +76,25 @@ describe(`index changes on large tables (${TEST_DB})`, () => {
         repeat('x', 300), g, g
       from generate_series(1, ${rows}) g`);
 
-    // A transaction that wrote to messages and stays open: the first build waits for it.
+    // A transaction that wrote to deliveries and stays open: the first build of that table waits for it.
     const open1 = await client(storage.databaseUrl);
     await open1.query('begin');
-    await open1.query(`insert into messages (id, conversation_id, account_id, direction, type, source, status, created_at, updated_at)
-      values ('msg_open', 'cv_1', 'acc_1', 'outbound', 'text', 'api', 'sent', 1, 1)`);
+    await open1.query(`insert into deliveries (id, event_id, event_seq, endpoint_id, conversation_id, status, next_attempt_at, created_at, updated_at)
+      values ('whd_open', 'evt_open', 0, 'we_1', 'cv_1', 'succeeded', 1, 1, 1)`);
 
     const building = async () => (await admin.query<{ pid: number }>(`select pid from pg_stat_activity
-      where datname = current_database() and state = 'active' and wait_event_type = 'Lock' and query ~* '^(create|drop) .*index.*messages'`)).rows;
+      where datname = current_database() and state = 'active' and wait_event_type = 'Lock' and query ~* '^(create|drop) .*index.*deliveries'`)).rows;
     const writeMeanwhile = async (id: string) => {
       const writer = await client(storage.databaseUrl);
       await writer.query("set statement_timeout = '10s'"); // blocked behind a plain CREATE INDEX, this fails
-      await writer.query(`insert into messages (id, conversation_id, account_id, direction, type, source, status, idempotency_key,
-          created_at, updated_at) values ($1, 'cv_2', 'acc_1', 'outbound', 'text', 'api', 'queued', $1, 2, 2)`, [id]);
+      await writer.query(`insert into deliveries (id, event_id, event_seq, endpoint_id, conversation_id, status, next_attempt_at, created_at, updated_at)
+        values ($1, $1, 2, 'we_1', 'cv_2', 'pending', 2, 2, 2)`, [id]);
     };
 
     // Process A runs the migrations and starts building; B starts meanwhile and waits for A.
     const a = migrate(first).then(() => 'done', (err: Error) => err.message);
     await waitFor('the first index build waits for the open transaction', async () => (await building()).length === 1);
-    await writeMeanwhile('msg_during_a');
+    await writeMeanwhile('whd_during_a');
     const notices: string[] = [];
     const second = await open(storage);
     const b = migrate(second, { notice: (m) => notices.push(m) });
@@ -104,15 +105,16 @@ describe(`index changes on large tables (${TEST_DB})`, () => {
     await admin.query('select pg_terminate_backend($1)', [pid]);
     expect(await a).not.toBe('done');
     await waitFor('B drops the half-built index, waiting in turn for the open transaction', async () => (await building()).length === 1);
-    await writeMeanwhile('msg_during_b');
+    await writeMeanwhile('whd_during_b');
     await open1.query('commit');
     await b;
 
-    expect(notices.filter((n) => n.startsWith('built index')).length).toBe(7);
+    // A built those of messages and inbound_events before it stopped; B, the two of deliveries.
+    expect(notices.filter((n) => n.startsWith('built index')).length).toBe(2);
     expect(await indexes(admin)).toEqual(await expectedIndexes());
     const { rows: builds } = await admin.query('select name from index_builds where finished_at is null');
     expect(builds).toEqual([]);
-    const { rows: [{ n }] } = await admin.query(`select count(*)::int as n from messages where id in ('msg_open', 'msg_during_a', 'msg_during_b')`);
+    const { rows: [{ n }] } = await admin.query(`select count(*)::int as n from deliveries where id in ('whd_open', 'whd_during_a', 'whd_during_b')`);
     expect(n).toBe(3);
     // The rebuilt unique index holds.
     await expect(admin.query(`insert into messages (id, conversation_id, account_id, direction, type, source, status, idempotency_key,

@@ -4,7 +4,7 @@ import type { Prepared } from '../src/db/prepared.js';
 import { conversationsWithCap, takeFirstQuotaAndInsert, takeQuotaAndInsert } from '../src/messaging/accept-batch.js';
 import { postgresLookups } from '../src/ingest/apply.js';
 import { claimQueued } from '../src/messaging/committer.js';
-import { idFloor, repliesSentAfter, replyInConversationToday, utcDayStart } from '../src/messaging/queue.js';
+import { conversationsOfAccountOn, idFloor, repliesSentAfter, utcDayStart } from '../src/messaging/queue.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
 import { postgresPlans, tableScans, type PlanNode } from './helpers/plans.js';
 
@@ -45,12 +45,10 @@ describe(`hot statements keep to their account, conversation or ids under stale 
       .flatMap(({ mode, plan }) => tableScans(plan, ['messages']).map(([index, cond]): [string, string] => [`${mode}: ${index}`, cond]));
 
     const ids = ['conv_1_1', 'conv_2_5', 'conv_3_9'];
+    const day = utcDayStart(now);
     const firstInput = [{ id: 'conv_1_1', account_id: 'acct_1', seen_count: 0, seen_inbound: null, take: 1 }, { id: 'conv_7_2', account_id: 'acct_7', seen_count: 0, seen_inbound: null, take: 1 }];
-    const firstWrite = { input: JSON.stringify(firstInput), ids: firstInput.map((x) => x.id), accountIds: ['acct_1', 'acct_7'], cap: 200, now, rows: '[]' };
+    const firstWrite = { input: JSON.stringify(firstInput), ids: firstInput.map((x) => x.id), accountIds: ['acct_1', 'acct_7'], day, cap: 200, now, rows: '[]' };
     for (const found of [
-      await scans(conversationsWithCap, { ids, counted: ids, floor }),
-      await scans(replyInConversationToday, { floor, accountId: 'acct_1', conversationId: 'conv_1_1' }),
-      await scans(takeFirstQuotaAndInsert, { ...firstWrite, floor }),
       await scans(repliesSentAfter, { accountId: 'acct_1', conversationId: 'conv_1_1', floor, after: now - 60_000 }),
       await scans(claimQueued, { ids: [`${floor.slice(0, -16)}${(5_000_000 + 10_000 + 100 + 15).toString(16).padStart(16, '0')}`], now }),
     ]) {
@@ -58,24 +56,29 @@ describe(`hot statements keep to their account, conversation or ids under stale 
       for (const [index, cond] of found) expect(`${index}: ${cond}`).toMatch(/\b(account_id|conversation_id|id) = /);
     }
 
+    // The daily cap reads conversations (migration 006), by their ids or by their account.
+    const conversationScans = async <P extends object>(query: Prepared<P, unknown>, params: P) => (await postgresPlans(db().db, query.bound(db().db, params)))
+      .flatMap(({ mode, plan }) => tableScans(plan, ['conversations']).map(([index, cond]) => `${mode}: ${index}: ${cond}`));
+    for (const found of [
+      await conversationScans(conversationsWithCap, { ids, counted: ids, day }),
+      await conversationScans(conversationsOfAccountOn, { accountId: 'acct_1', day }),
+      await conversationScans(takeFirstQuotaAndInsert, firstWrite),
+    ]) {
+      expect(found.length).toBeGreaterThan(0);
+      for (const scan of found) expect(scan).toMatch(/: \w+: .*\b(account_id|id) = /);
+    }
+
     // The accept's read looks each conversation's account up by its key: joined, the generic plan
     // (sized for 10 conversations) hashed the whole accounts table on every read.
-    const accountScans = (await postgresPlans(db().db, conversationsWithCap.bound(db().db, { ids, counted: ids, floor })))
+    const accountScans = (await postgresPlans(db().db, conversationsWithCap.bound(db().db, { ids, counted: ids, day })))
       .flatMap(({ mode, plan }) => tableScans(plan, ['accounts']).map(([index, cond]) => `${mode}: ${index}: ${cond}`));
     expect(accountScans).toHaveLength(2);
     for (const found of accountScans) expect(found).toMatch(/: accounts_pkey: \(id = conversations\.account_id\)$/);
 
-    // The accept path's writes go to their conversations by id: the batched write in its generic
-    // plan (database.ts, `generic`), the first replies' write in its custom plan (a script).
-    for (const write of [
-      takeQuotaAndInsert.bound(db().db, { input: JSON.stringify([{ id: 'conv_1_1', seen_count: 0, seen_inbound: null, take: 1 }]), ids: ['conv_1_1'], now, rows: '[]' }),
-      takeFirstQuotaAndInsert.bound(db().db, { ...firstWrite, floor }),
-    ]) {
-      const writeScans = (await postgresPlans(db().db, write))
-        .flatMap(({ mode, plan }) => tableScans(plan, ['conversations']).map(([index, cond]) => `${mode}: ${index}: ${cond}`));
-      expect(writeScans.length).toBeGreaterThan(0);
-      for (const found of writeScans) expect(found).toMatch(/\bid = /);
-    }
+    // The batched write goes to its conversations by id, in its generic plan (database.ts, `generic`).
+    const writeScans = await conversationScans(takeQuotaAndInsert, { input: JSON.stringify([{ id: 'conv_1_1', seen_count: 0, seen_inbound: null, take: 1 }]), ids: ['conv_1_1'], now, rows: '[]' });
+    expect(writeScans.length).toBeGreaterThan(0);
+    for (const found of writeScans) expect(found).toMatch(/\bid = /);
   });
 });
 

@@ -17,6 +17,19 @@ function encodeTime(ms: number): string {
   return out;
 }
 
+/** The smallest id of this prefix created at or after `ms` (ids sort by creation time). */
+export function idFloor(prefix: string, ms: number): string {
+  return `${prefix}_${encodeTime(Math.max(0, Math.floor(ms)))}${'0'.repeat(16)}`;
+}
+
+/** The creation time (ms) an id encodes. */
+export function idTime(id: string): number {
+  const body = id.slice(id.indexOf('_') + 1, id.indexOf('_') + 11);
+  let t = 0;
+  for (const ch of body) t = t * 32 + ALPHABET.indexOf(ch);
+  return t;
+}
+
 function encodeRandom(bytes: Uint8Array): string {
   // 80 bits -> 16 base32 characters
   let out = '';

@@ -6,6 +6,7 @@ import * as m002 from './migrations/002_delivery_indexes.js';
 import * as m003 from './migrations/003_outbound_queue.js';
 import * as m004 from './migrations/004_partial_message_indexes.js';
 import * as m005 from './migrations/005_partial_queue_indexes.js';
+import * as m006 from './migrations/006_reply_days.js';
 
 /** Every migration, in order. Migrations are code, bundled with the build. */
 const MIGRATIONS: Record<string, { up: (db: Kysely<unknown>, dialect: Dialect) => Promise<void> }> = {
@@ -14,6 +15,7 @@ const MIGRATIONS: Record<string, { up: (db: Kysely<unknown>, dialect: Dialect) =
   '003_outbound_queue': m003,
   '004_partial_message_indexes': m004,
   '005_partial_queue_indexes': m005,
+  '006_reply_days': m006,
 };
 
 async function migrator(database: Database): Promise<Migrator> {

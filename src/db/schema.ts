@@ -58,6 +58,10 @@ export interface ConversationsTable {
   referral: string | null; // JSON
   image_capability: number | null;
   image_capability_checked_at: number | null;
+  /** The UTC day (its first ms) of replies_that_day: the daily cap's state, kept by triggers (migration 006). */
+  replied_day: number | null;
+  /** That day's outbound messages in this conversation that are not failed. */
+  replies_that_day: Generated<number>;
   created_at: number;
   updated_at: number;
 }

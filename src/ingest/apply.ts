@@ -145,7 +145,7 @@ async function upsertConversation(a: ApplyContext, externalId: string, contact: 
     id: newId('cv', now), account_id: account.id, contact_id: contact.id, external_id: externalId, status: 'open', assignee_id: null,
     last_inbound_at: null, last_outbound_at: null, outbound_since_inbound: 0, first_unanswered_at: null,
     last_message_at: atMs, last_message_preview: null, customer_read_at: null, referral: null,
-    image_capability: null, image_capability_checked_at: null, created_at: now, updated_at: now,
+    image_capability: null, image_capability_checked_at: null, replied_day: null, replies_that_day: 0, created_at: now, updated_at: now,
   };
   await tx.insertInto('conversations').values(row).execute();
   a.rows?.conversations.set(`${account.id}|${externalId}`, row);

@@ -6,7 +6,7 @@ import { isPostgres, type Executor } from '../db/database.js';
 import { prepared, type Binder } from '../db/prepared.js';
 import { MESSAGE_COLUMNS, type ConversationRow, type MessageRow } from './views.js';
 import type { WindowPolicy } from '../providers/types.js';
-import { idFloor, todaysReplies, utcDayStart } from './queue.js';
+import { repliedOn, utcDayStart } from './queue.js';
 import { PgRoutine, RoutineUndefined } from '../db/pg-routine.js';
 import { conversationsLockedInOrder } from '../db/row-sets.js';
 import { windowAt } from './window.js';
@@ -97,27 +97,20 @@ class Coalescer<K, V> {
 interface ReadKey { id: string; capAt: number | null }
 
 /**
- * The conversations `ids` with their accounts; for those in `counted`, whether they have a reply
- * since `floor` (the UTC day's first id) and, when not, how many conversations their account has.
- * Replies of the day are found through messages_conversation (conversation_id, id) and
- * messages_outbound_account (account_id, id). The account's (costlier) count is taken only for
- * conversations asked for that have no reply yet today. (A scalar subquery, not EXISTS: the planner
- * may turn EXISTS into a hash of every reply of the day.)
+ * The conversations `ids` with their accounts; for those in `counted`, whether they have a reply on
+ * `day` (a column: migration 006) and, when not, how many conversations their account has that day
+ * (through conversations_replied_day: at most the cap).
  */
-export const conversationsWithCap = prepared<{ ids: string[]; counted: string[]; floor: string }>()((db, $) => {
-  // The account too, though the conversation implies it. With only the conversation named and
-  // statistics taken before there were replies (a new store: autovacuum analyzes again only after
-  // a tenth of a table changed), the generic plan scanned messages_outbound_account on `id >= floor`
-  // alone, every account's replies of the day for each conversation asked: up to 1.1 s a batch in
-  // bench:outbound. test/stale-statistics-plans.test.ts keeps it out.
-  const ofAccount = () => todaysReplies(db, $('floor')).where('messages.account_id', '=', sql.ref<string>('conversations.account_id'));
+export const conversationsWithCap = prepared<{ ids: string[]; counted: string[]; day: number }>()((db, $) => {
   const asked = sql`conversations.id = any(${$('counted')}::text[])`;
-  const replied = sql`coalesce(${ofAccount().where('messages.conversation_id', '=', sql.ref<string>('conversations.id')).select(sql<boolean>`true`.as('replied')).limit(1)}, false)`;
-  const used = ofAccount().select(sql<number>`count(distinct messages.conversation_id)`.as('used'));
+  // (No reply ever: replied_day is null, and so would the comparison be.)
+  const replied = sql<boolean>`coalesce(${repliedOn($('day'))}, false)`;
+  const used = db.selectFrom('conversations as other').select(sql<number>`count(*)`.as('used'))
+    .where('other.account_id', '=', sql.ref<string>('conversations.account_id')).where(repliedOn($('day'), 'other'));
   return conversationsForAccept(db)
     .select([
       sql<boolean | null>`case when ${asked} then ${replied} end`.as('cap_replied'),
-      sql<number | null>`case when ${asked} and not ${replied} then ${used} end`.as('cap_used'),
+      sql<number | null>`case when ${asked} and not ${replied} then (${used}) end`.as('cap_used'),
     ])
     .where('conversations.id', '=', sql<string>`any(${$('ids')}::text[])`);
 });
@@ -152,7 +145,7 @@ export class AcceptBatcher {
     const day = capAt === null ? null : utcDayStart(capAt);
     const counted = keys.filter((k) => k.capAt !== null && utcDayStart(k.capAt) === day).map((k) => k.id);
     const rows = await conversationsWithCap.all(this.ctx.database.generic ?? this.ctx.database.db, {
-      ids: [...new Set(keys.map((k) => k.id))], counted, floor: idFloor('msg', day ?? 0),
+      ids: [...new Set(keys.map((k) => k.id))], counted, day: day ?? 0,
     });
     const byId = new Map(rows.map(({ cap_used, cap_replied, ...conv }) => [conv.id, {
       ...conv,
@@ -199,7 +192,7 @@ export class AcceptBatcher {
     try {
       const written = new Set(await firstReplies.call<string>(this.ctx.database.generic ?? this.ctx.database.db, {
         input: JSON.stringify(input), ids: input.map((x) => x.id), accountIds: [...new Set(input.map((x) => x.account_id))].sort(),
-        floor: idFloor('msg', day), cap: this.ctx.config.tiktokDailyCap, now: Math.max(...items.map((item) => item.now)), rows: JSON.stringify(rows),
+        day, cap: this.ctx.config.tiktokDailyCap, now: Math.max(...items.map((item) => item.now)), rows: JSON.stringify(rows),
       }));
       return items.map((item, i) => planned.has(i) && written.has(item.row.id));
     } catch (err) {
@@ -286,14 +279,14 @@ export const takeQuotaAndInsert = prepared<{ input: string; ids: string[]; now: 
  * committed before the locks): takeAndInsert, for the accounts whose daily cap holds, counted now,
  * every conversation of the batch that has no reply today yet. An account that would go over takes
  * nothing here (the locking path then admits up to the cap and refuses the rest, with the reason).
- * The day's replies are found through messages_outbound_account (account_id, id). The counts are
- * grouped once and joined (a hashed anti-join for the new conversations): as subqueries per account
- * and per input row they scanned the whole of `replied` each time, which grows with the batch's
- * accounts and their day, while the accounts stay locked.
+ * The day's conversations are found through conversations_replied_day (migration 006). The counts
+ * are grouped once and joined (a hashed anti-join for the new conversations): as subqueries per
+ * account and per input row they scanned the whole of `replied` each time, while the accounts stay
+ * locked.
  */
 const firstQuotaAndInsert = (db: Executor, $: Binder<FirstReplies>) =>
   sql<{ id: string }>`with ${quotaInput($('input'))}, replied as (
-    ${todaysReplies(db, $('floor')).select(['account_id', 'conversation_id']).distinct().where('account_id', '=', sql<string>`any(${$('accountIds')}::text[])`)}
+    ${db.selectFrom('conversations').select(['account_id', 'id as conversation_id']).where('account_id', '=', sql<string>`any(${$('accountIds')}::text[])`).where(repliedOn($('day')))}
   ), replied_per_account as (
     select account_id, count(*) as n from replied group by account_id
   ), new_per_account as (
@@ -306,7 +299,7 @@ const firstQuotaAndInsert = (db: Executor, $: Binder<FirstReplies>) =>
   ), ${takeAndInsert($('ids'), $('now'), $('rows'), sql`x.account_id in (select id from fits)`)}`;
 export const takeFirstQuotaAndInsert = prepared<FirstReplies>()(firstQuotaAndInsert);
 
-interface FirstReplies { input: string; ids: string[]; accountIds: string[]; floor: string; cap: number; now: number; rows: string }
+interface FirstReplies { input: string; ids: string[]; accountIds: string[]; day: number; cap: number; now: number; rows: string }
 
 /**
  * takeFirstQuotaAndInsert after the batch's accounts are locked, in id order (the order every accept
@@ -314,7 +307,7 @@ interface FirstReplies { input: string; ids: string[]; accountIds: string[]; flo
  * sees every reply committed before them, and its plan is kept.
  */
 export const firstReplies = new PgRoutine<FirstReplies>('dmgate_first_replies', {
-  input: 'text', ids: 'text[]', accountIds: 'text[]', floor: 'text', cap: 'bigint', now: 'bigint', rows: 'text',
+  input: 'text', ids: 'text[]', accountIds: 'text[]', day: 'bigint', cap: 'bigint', now: 'bigint', rows: 'text',
 }, 'setof text', prepared<FirstReplies>()((db, $) => sql`perform 1 from accounts where id = any(${$('accountIds')}::text[]) order by id for update;
   return query ${firstQuotaAndInsert(db, $)}`));
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
+import { idFloor, idTime } from '../core/ids.js';
 import { isPostgres, type Executor } from '../db/database.js';
 import { literalCondition } from '../db/literal-condition.js';
 import { prepared } from '../db/prepared.js';
@@ -22,26 +23,7 @@ export const isOutbound = (alias = '') => literalCondition(alias, 'direction', `
 export const DAY_MS = 86_400_000;
 export const utcDayStart = (ms: number) => ms - (((ms % DAY_MS) + DAY_MS) % DAY_MS);
 
-const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
-
-/** The smallest id of this prefix created at or after `ms` (ids sort by creation time). */
-export function idFloor(prefix: string, ms: number): string {
-  let t = Math.max(0, Math.floor(ms));
-  let out = '';
-  for (let i = 0; i < 10; i++) {
-    out = ALPHABET[t % 32] + out;
-    t = Math.floor(t / 32);
-  }
-  return `${prefix}_${out}${'0'.repeat(16)}`;
-}
-
-/** The creation time (ms) an id encodes. */
-export function idTime(id: string): number {
-  const body = id.slice(id.indexOf('_') + 1, id.indexOf('_') + 11);
-  let t = 0;
-  for (const ch of body) t = t * 32 + ALPHABET.indexOf(ch);
-  return t;
-}
+export { idFloor, idTime };
 
 /** Stable JSON (sorted keys) hashed: two bodies that mean the same thing hash the same. */
 export function requestHash(value: unknown): string {
@@ -99,33 +81,29 @@ export async function repliedBeforeLastInbound(db: Executor, convs: { id: string
   return new Set(rows.map((r) => r.conversation_id));
 }
 
-/** Replies that take (or hold) a daily-cap slot on `now`'s UTC day: outbound, not failed, created that day. */
-export const todaysReplies = (db: Executor, floor: string) => db.selectFrom('messages')
-  .where(isOutbound()).where('id', '>=', floor).where('status', '<>', 'failed');
-const todaysFloor = (now: number) => idFloor('msg', utcDayStart(now));
-
 /**
- * Through messages_conversation. On Postgres the account is named too: with only the conversation,
- * a generic plan from statistics taken before there were replies scanned every account's replies of
- * the day (accept-batch.ts, conversationsWithCap; test/stale-statistics-plans.test.ts). SQLite would
- * take the account as the reason to walk that account's replies instead.
+ * The daily cap (migration 006): a conversation takes one of its account's slots on a UTC day when it
+ * has a reply that day that is not failed (queued ones included). Triggers keep each conversation's
+ * count of those replies for its latest day.
  */
-export const replyInConversationToday = prepared<{ floor: string; accountId: string; conversationId: string }>()((db, $) => {
-  const q = todaysReplies(db, $('floor')).select('id').where('conversation_id', '=', $('conversationId'));
-  return (isPostgres(db) ? q.where('account_id', '=', $('accountId')) : q).limit(1);
-});
+export const repliedOn = (day: unknown, alias = 'conversations') =>
+  sql<boolean>`${sql.ref(`${alias}.replied_day`)} = ${day} and ${sql.ref(`${alias}.replies_that_day`)} > 0`;
+
+const conversationRepliedOn = prepared<{ day: number; conversationId: string }>()((db, $) =>
+  db.selectFrom('conversations').select('id').where('id', '=', $('conversationId')).where(repliedOn($('day'))));
 
 /** Whether the account already replied in this conversation today (UTC): it then costs no daily-cap slot. */
-export async function repliedToday(db: Executor, accountId: string, conversationId: string, now: number): Promise<boolean> {
-  return Boolean(await replyInConversationToday.first(db, { floor: todaysFloor(now), accountId, conversationId }));
+export async function repliedToday(db: Executor, conversationId: string, now: number): Promise<boolean> {
+  return Boolean(await conversationRepliedOn.first(db, { day: utcDayStart(now), conversationId }));
 }
 
-const conversationsOfAccountToday = prepared<{ floor: string; accountId: string }>()((db, $) =>
-  todaysReplies(db, $('floor')).select(sql<number>`count(distinct conversation_id)`.as('n')).where('account_id', '=', $('accountId')));
+/** The account's conversations replied to on `day`: through conversations_replied_day, bounded by the cap. */
+export const conversationsOfAccountOn = prepared<{ day: number; accountId: string }>()((db, $) =>
+  db.selectFrom('conversations').select(sql<number>`count(*)`.as('n')).where('account_id', '=', $('accountId')).where(repliedOn($('day'))));
 
 /** Distinct conversations the account replied to (or has replies queued for) today, UTC. */
 export async function conversationsRepliedToday(db: Executor, accountId: string, now: number): Promise<number> {
-  const row = await conversationsOfAccountToday.first(db, { floor: todaysFloor(now), accountId });
+  const row = await conversationsOfAccountOn.first(db, { day: utcDayStart(now), accountId });
   return Number(row?.n ?? 0);
 }
 
