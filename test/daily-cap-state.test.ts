@@ -34,9 +34,10 @@ describe(`the daily cap's state on conversations (${TEST_DB})`, () => {
   }
 
   const setStatus = (db: Database, id: string, status: string) => sql`update messages set status = ${status} where id = ${id}`.execute(db.db);
+  const row = (db: Database, id: string) => db.db.selectFrom('conversations').select(['replied_day', 'replies_that_day']).where('id', '=', id).executeTakeFirstOrThrow();
   const state = async (db: Database, id: string) => {
-    const row = await db.db.selectFrom('conversations').select(['replied_day', 'replies_that_day']).where('id', '=', id).executeTakeFirstOrThrow();
-    return { day: row.replied_day === null ? null : Number(row.replied_day), replies: Number(row.replies_that_day) };
+    const r = await row(db, id);
+    return { day: r.replied_day === null ? null : Number(r.replied_day), replies: Number(r.replies_that_day) };
   };
 
   describe('kept by triggers', () => {
@@ -52,7 +53,7 @@ describe(`the daily cap's state on conversations (${TEST_DB})`, () => {
       expect(await state(db(), 'a_c2')).toEqual({ day: null, replies: 0 });
       expect(await state(db(), 'a_c3')).toEqual({ day: today - DAY_MS, replies: 1 });
       expect(await conversationsRepliedToday(db().db, 'a', now)).toBe(1);
-      expect(await repliedToday(db().db, 'a_c3', now)).toBe(false);
+      expect(repliedToday(await row(db(), 'a_c3'), now)).toBe(false);
 
       // A status change other than to or from failed counts nothing.
       await setStatus(db(), first, 'sending');
@@ -61,10 +62,10 @@ describe(`the daily cap's state on conversations (${TEST_DB})`, () => {
 
       // The conversation's replies fail one by one: the slot is given back with the last.
       await setStatus(db(), first, 'failed');
-      expect(await repliedToday(db().db, 'a_c1', now)).toBe(true);
+      expect(repliedToday(await row(db(), 'a_c1'), now)).toBe(true);
       await setStatus(db(), second, 'failed');
       expect(await state(db(), 'a_c1')).toEqual({ day: today, replies: 0 });
-      expect(await repliedToday(db().db, 'a_c1', now)).toBe(false);
+      expect(repliedToday(await row(db(), 'a_c1'), now)).toBe(false);
       expect(await conversationsRepliedToday(db().db, 'a', now)).toBe(0);
 
       // Un-failed (a reply sent again), it counts again; deleted (an echo its reply adopted), no longer.

@@ -82,7 +82,7 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
   } else if (newToday && req.type === 'image') {
     // Only an image is worth refusing here (before its download); for any other reply this is what
     // the write checks again under the write lock: asking twice cost the accept two reads.
-    newToday = !(await repliedToday(ctx.database.db, conv.id, now));
+    newToday = !repliedToday(conv, now);
     if (newToday) await checkDailyCap(ctx, ctx.database.db, conv.account_id, now);
   }
   const image = req.type === 'image' ? await resolveImage(ctx, req.image!, conv.account_id) : null;
@@ -114,7 +114,7 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
     // The quota is taken atomically with the insert: concurrent requests see each other.
     const fresh = await lockConversation(tx, conv.id);
     throwIfBlocked(windowAt(policy, { lastInboundAt: fresh.last_inbound_at, outboundSinceInbound: fresh.outbound_since_inbound, repliedBefore }, now), fresh, policy.windowMs);
-    if (newToday && !(await repliedToday(tx, conv.id, now))) await checkDailyCap(ctx, tx, conv.account_id, now);
+    if (newToday && !repliedToday(fresh, now)) await checkDailyCap(ctx, tx, conv.account_id, now);
     await takeQuota.execute(tx, { id: conv.id, count: fresh.outbound_since_inbound + 1, now });
     row.id = newId('msg', now);
     await insertReply.execute(tx, row);

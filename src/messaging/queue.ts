@@ -89,12 +89,9 @@ export async function repliedBeforeLastInbound(db: Executor, convs: { id: string
 export const repliedOn = (day: unknown, alias = 'conversations') =>
   sql<boolean>`${sql.ref(`${alias}.replied_day`)} = ${day} and ${sql.ref(`${alias}.replies_that_day`)} > 0`;
 
-const conversationRepliedOn = prepared<{ day: number; conversationId: string }>()((db, $) =>
-  db.selectFrom('conversations').select('id').where('id', '=', $('conversationId')).where(repliedOn($('day'))));
-
-/** Whether the account already replied in this conversation today (UTC): it then costs no daily-cap slot. */
-export async function repliedToday(db: Executor, conversationId: string, now: number): Promise<boolean> {
-  return Boolean(await conversationRepliedOn.first(db, { day: utcDayStart(now), conversationId }));
+/** Whether this conversation (its row as read) already has a reply on `now`'s UTC day: it then costs no daily-cap slot. */
+export function repliedToday(conv: { replied_day: number | null; replies_that_day: number }, now: number): boolean {
+  return conv.replied_day === utcDayStart(now) && conv.replies_that_day > 0;
 }
 
 /** The account's conversations replied to on `day`: through conversations_replied_day, bounded by the cap. */

@@ -54,34 +54,27 @@ const countUp = (ref: string) => `update conversations set
 const countDown = (ref: string) => `update conversations set replies_that_day = replies_that_day - 1
     where id = ${ref}.conversation_id and replied_day = ${dayOf(ref)} and replies_that_day > 0`;
 
-const WHEN = {
-  inserted: `new.direction = 'outbound' and new.status <> 'failed'`,
-  unfailed: `new.direction = 'outbound' and old.status = 'failed' and new.status <> 'failed'`,
-  failed: `old.direction = 'outbound' and old.status <> 'failed' and new.status = 'failed'`,
-  deleted: `old.direction = 'outbound' and old.status <> 'failed'`,
-};
+/** Each trigger: its event, its condition, and whether it counts its message up (`new`) or down (`old`). */
+const TRIGGERS: [name: string, event: string, when: string, up: boolean][] = [
+  ['messages_reply_day_inserted', 'insert', `new.direction = 'outbound' and new.status <> 'failed'`, true],
+  ['messages_reply_day_unfailed', 'update of status', `new.direction = 'outbound' and old.status = 'failed' and new.status <> 'failed'`, true],
+  ['messages_reply_day_failed', 'update of status', `old.direction = 'outbound' and old.status <> 'failed' and new.status = 'failed'`, false],
+  ['messages_reply_day_deleted', 'delete', `old.direction = 'outbound' and old.status <> 'failed'`, false],
+];
 
 async function sqliteTriggers(db: Kysely<unknown>): Promise<void> {
-  for (const [name, event, when, body] of [
-    ['messages_reply_day_inserted', 'insert', WHEN.inserted, countUp('new')],
-    ['messages_reply_day_unfailed', 'update of status', WHEN.unfailed, countUp('new')],
-    ['messages_reply_day_failed', 'update of status', WHEN.failed, countDown('old')],
-    ['messages_reply_day_deleted', 'delete', WHEN.deleted, countDown('old')],
-  ]) {
-    await sql.raw(`create trigger ${name} after ${event} on messages for each row when ${when} begin ${body}; end`).execute(db);
+  for (const [name, event, when, up] of TRIGGERS) {
+    await sql.raw(`create trigger ${name} after ${event} on messages for each row when ${when} begin ${up ? countUp('new') : countDown('old')}; end`).execute(db);
   }
 }
 
+/** PostgreSQL runs a trigger's statements as a function: one counting up, one down. */
 async function postgresTriggers(db: Kysely<unknown>): Promise<void> {
-  for (const [fn, body] of [['dmgate_reply_day_up', countUp('new')], ['dmgate_reply_day_down', countDown('old')]]) {
-    await sql.raw(`create function ${fn}() returns trigger language plpgsql as $$ begin ${body}; return null; end $$`).execute(db);
+  const fn = (up: boolean) => (up ? 'dmgate_reply_day_up' : 'dmgate_reply_day_down');
+  for (const up of [true, false]) {
+    await sql.raw(`create function ${fn(up)}() returns trigger language plpgsql as $$ begin ${up ? countUp('new') : countDown('old')}; return null; end $$`).execute(db);
   }
-  for (const [name, event, when, fn] of [
-    ['messages_reply_day_inserted', 'insert', WHEN.inserted, 'dmgate_reply_day_up'],
-    ['messages_reply_day_unfailed', 'update of status', WHEN.unfailed, 'dmgate_reply_day_up'],
-    ['messages_reply_day_failed', 'update of status', WHEN.failed, 'dmgate_reply_day_down'],
-    ['messages_reply_day_deleted', 'delete', WHEN.deleted, 'dmgate_reply_day_down'],
-  ]) {
-    await sql.raw(`create trigger ${name} after ${event} on messages for each row when (${when}) execute function ${fn}()`).execute(db);
+  for (const [name, event, when, up] of TRIGGERS) {
+    await sql.raw(`create trigger ${name} after ${event} on messages for each row when (${when}) execute function ${fn(up)}()`).execute(db);
   }
 }
