@@ -34,7 +34,8 @@ export async function up(db: Kysely<unknown>, dialect: Dialect): Promise<void> {
   if (dialect === 'postgres') await postgresTriggers(db);
   else await sqliteTriggers(db);
   // Today's messages through the primary key: ids begin with their time.
-  const today = Date.now() - (Date.now() % DAY_MS);
+  const now = Date.now();
+  const today = now - (now % DAY_MS);
   const floor = idFloor('msg', today);
   await sql`update conversations set replied_day = ${today}, replies_that_day = (
       select count(*) from messages m where m.conversation_id = conversations.id and m.id >= ${floor} and m.direction = 'outbound' and m.status <> 'failed')
