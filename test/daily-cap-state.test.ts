@@ -2,7 +2,8 @@ import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../src/db/database.js';
 import { migrate } from '../src/db/migrate.js';
-import { conversationsRepliedToday, DAY_MS, idFloor, repliedToday, utcDayStart } from '../src/messaging/queue.js';
+import { idFloor } from '../src/core/ids.js';
+import { conversationsRepliedToday, DAY_MS, repliedToday, utcDayStart } from '../src/messaging/queue.js';
 import { fileDatabase, freshStorage, TEST_DB, type TestStorage } from './helpers/db.js';
 
 /**

@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { firstReplies } from '../src/messaging/accept-batch.js';
-import { idFloor, utcDayStart } from '../src/messaging/queue.js';
+import { idFloor } from '../src/core/ids.js';
+import { utcDayStart } from '../src/messaging/queue.js';
 import { MESSAGE_COLUMNS } from '../src/messaging/views.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
 

@@ -4,7 +4,8 @@ import type { Prepared } from '../src/db/prepared.js';
 import { conversationsWithCap, takeFirstQuotaAndInsert, takeQuotaAndInsert } from '../src/messaging/accept-batch.js';
 import { postgresLookups } from '../src/ingest/apply.js';
 import { claimQueued } from '../src/messaging/committer.js';
-import { conversationsOfAccountOn, idFloor, repliesSentAfter, utcDayStart } from '../src/messaging/queue.js';
+import { idFloor } from '../src/core/ids.js';
+import { conversationsOfAccountOn, repliesSentAfter, utcDayStart } from '../src/messaging/queue.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
 import { postgresPlans, tableScans, type PlanNode } from './helpers/plans.js';
 

@@ -1,5 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { hasPrefix, newId } from './ids.js';
+import { hasPrefix, idFloor, idTime, newId } from './ids.js';
+
+// First in the file: newId never goes back in time within a process, and the tests below make ids
+// later than this one's.
+describe('idFloor and idTime', () => {
+  it('ids encode their creation time; idFloor bounds them', () => {
+    const t = Date.UTC(2025, 5, 8, 12, 34, 56, 789);
+    const id = newId('msg', t);
+    expect(idTime(id)).toBe(t);
+    expect(idFloor('msg', t) <= id).toBe(true);
+    expect(idFloor('msg', t + 1) > id).toBe(true);
+    expect(idTime(idFloor('msg', t))).toBe(t);
+  });
+});
 
 describe('newId', () => {
   it('makes distinct ids that sort in creation order, across many refills of the random pool', () => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
-import { idFloor, idTime } from '../core/ids.js';
+import { idFloor } from '../core/ids.js';
 import { isPostgres, type Executor } from '../db/database.js';
 import { literalCondition } from '../db/literal-condition.js';
 import { prepared } from '../db/prepared.js';
@@ -23,7 +23,6 @@ export const isOutbound = (alias = '') => literalCondition(alias, 'direction', `
 export const DAY_MS = 86_400_000;
 export const utcDayStart = (ms: number) => ms - (((ms % DAY_MS) + DAY_MS) % DAY_MS);
 
-export { idFloor, idTime };
 
 /** Stable JSON (sorted keys) hashed: two bodies that mean the same thing hash the same. */
 export function requestHash(value: unknown): string {

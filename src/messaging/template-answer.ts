@@ -2,7 +2,8 @@ import { sql, type SqlBool } from 'kysely';
 import { parseJson, type Tx } from '../db/database.js';
 import { prepared } from '../db/prepared.js';
 import { matchTemplateAnswer, type Template } from './content.js';
-import { DAY_MS, idFloor } from './queue.js';
+import { idFloor } from '../core/ids.js';
+import { DAY_MS } from './queue.js';
 
 export interface TemplateAnswer {
   /** The template message the customer answered. */
