@@ -41,29 +41,27 @@ describe(`hot statements keep to their account, conversation or ids under stale 
     await sql`analyze`.execute(db().db);
     await messages('outbound', 5_000_000);
 
-    /** The scans of messages in the plans Postgres may use for a prepared statement (helpers/plans.ts). */
-    const scans = async <P extends object>(query: Prepared<P, unknown>, params: P) => (await postgresPlans(db().db, query.bound(db().db, params)))
-      .flatMap(({ mode, plan }) => tableScans(plan, ['messages']).map(([index, cond]): [string, string] => [`${mode}: ${index}`, cond]));
+    /** The scans of `table` in the plans Postgres may use for a prepared statement (helpers/plans.ts), as "mode: index: condition". */
+    const scans = async <P extends object>(table: string, query: Prepared<P, unknown>, params: P) => (await postgresPlans(db().db, query.bound(db().db, params)))
+      .flatMap(({ mode, plan }) => tableScans(plan, [table]).map(([index, cond]) => `${mode}: ${index}: ${cond}`));
 
     const ids = ['conv_1_1', 'conv_2_5', 'conv_3_9'];
     const day = utcDayStart(now);
     const firstInput = [{ id: 'conv_1_1', account_id: 'acct_1', seen_count: 0, seen_inbound: null, take: 1 }, { id: 'conv_7_2', account_id: 'acct_7', seen_count: 0, seen_inbound: null, take: 1 }];
     const firstWrite = { input: JSON.stringify(firstInput), ids: firstInput.map((x) => x.id), accountIds: ['acct_1', 'acct_7'], day, cap: 200, now, rows: '[]' };
     for (const found of [
-      await scans(repliesSentAfter, { accountId: 'acct_1', conversationId: 'conv_1_1', floor, after: now - 60_000 }),
-      await scans(claimQueued, { ids: [`${floor.slice(0, -16)}${(5_000_000 + 10_000 + 100 + 15).toString(16).padStart(16, '0')}`], now }),
+      await scans('messages', repliesSentAfter, { accountId: 'acct_1', conversationId: 'conv_1_1', floor, after: now - 60_000 }),
+      await scans('messages', claimQueued, { ids: [`${floor.slice(0, -16)}${(5_000_000 + 10_000 + 100 + 15).toString(16).padStart(16, '0')}`], now }),
     ]) {
       expect(found.length).toBeGreaterThan(0);
-      for (const [index, cond] of found) expect(`${index}: ${cond}`).toMatch(/\b(account_id|conversation_id|id) = /);
+      for (const scan of found) expect(scan).toMatch(/\b(account_id|conversation_id|id) = /);
     }
 
     // The daily cap reads conversations (migration 006), by their ids or by their account.
-    const conversationScans = async <P extends object>(query: Prepared<P, unknown>, params: P) => (await postgresPlans(db().db, query.bound(db().db, params)))
-      .flatMap(({ mode, plan }) => tableScans(plan, ['conversations']).map(([index, cond]) => `${mode}: ${index}: ${cond}`));
     for (const found of [
-      await conversationScans(conversationsWithCap, { ids, counted: ids, day }),
-      await conversationScans(conversationsOfAccountOn, { accountId: 'acct_1', day }),
-      await conversationScans(takeFirstQuotaAndInsert, firstWrite),
+      await scans('conversations', conversationsWithCap, { ids, counted: ids, day }),
+      await scans('conversations', conversationsOfAccountOn, { accountId: 'acct_1', day }),
+      await scans('conversations', takeFirstQuotaAndInsert, firstWrite),
     ]) {
       expect(found.length).toBeGreaterThan(0);
       for (const scan of found) expect(scan).toMatch(/: \w+: .*\b(account_id|id) = /);
@@ -71,13 +69,12 @@ describe(`hot statements keep to their account, conversation or ids under stale 
 
     // The accept's read looks each conversation's account up by its key: joined, the generic plan
     // (sized for 10 conversations) hashed the whole accounts table on every read.
-    const accountScans = (await postgresPlans(db().db, conversationsWithCap.bound(db().db, { ids, counted: ids, day })))
-      .flatMap(({ mode, plan }) => tableScans(plan, ['accounts']).map(([index, cond]) => `${mode}: ${index}: ${cond}`));
+    const accountScans = await scans('accounts', conversationsWithCap, { ids, counted: ids, day });
     expect(accountScans).toHaveLength(2);
     for (const found of accountScans) expect(found).toMatch(/: accounts_pkey: \(id = conversations\.account_id\)$/);
 
     // The batched write goes to its conversations by id, in its generic plan (database.ts, `generic`).
-    const writeScans = await conversationScans(takeQuotaAndInsert, { input: JSON.stringify([{ id: 'conv_1_1', seen_count: 0, seen_inbound: null, take: 1 }]), ids: ['conv_1_1'], now, rows: '[]' });
+    const writeScans = await scans('conversations', takeQuotaAndInsert, { input: JSON.stringify([{ id: 'conv_1_1', seen_count: 0, seen_inbound: null, take: 1 }]), ids: ['conv_1_1'], now, rows: '[]' });
     expect(writeScans.length).toBeGreaterThan(0);
     for (const found of writeScans) expect(found).toMatch(/\bid = /);
   });
