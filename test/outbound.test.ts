@@ -119,6 +119,25 @@ describe('POST /v1/messages: replies reach TikTok', () => {
     expect(reads.map((e) => e.message_id).sort()).toEqual([r1.body.id, r2.body.id].sort());
   });
 
+  it('records a reply read at once when the customer\'s read mark is already past its send (the receipt came first)', async () => {
+    const conv = await customerWrites(gw, 'reply_shop', 'read_first');
+    const plain = await customerWrites(gw, 'reply_shop', 'read_later');
+    // A read receipt processed before the send's result is written leaves only the mark behind.
+    await gw.server.ctx.database.db.updateTable('conversations').set({ customer_read_at: Date.now() + 3_600_000 }).where('id', '=', conv.id).execute();
+    const [r, other] = await Promise.all([
+      reply(gw, { conversation_id: conv.id, type: 'text', text: 'seen already' }),
+      reply(gw, { conversation_id: plain.id, type: 'text', text: 'not seen yet' }),
+    ]);
+    expect((await waitStatus(gw, r.body.id, 'read')).provider_message_id).toBeTruthy();
+    await waitStatus(gw, other.body.id, 'sent');
+    await gw.drain();
+    const statuses = (await events(gw, 'message.status')).filter((e) => e.message_id === r.body.id).map((e) => e.status);
+    expect(statuses).toEqual(['sending', 'sent', 'read']);
+    expect((await events(gw, 'message.status')).filter((e) => e.message_id === other.body.id).map((e) => e.status)).toEqual(['sending', 'sent']);
+    const sent = (await events(gw, 'message.sent')).filter((e) => e.message_id === r.body.id);
+    expect(sent).toHaveLength(1);
+  });
+
   it('gives exactly one message.sent when TikTok\'s echo arrives before the send call returns', async () => {
     await gw.control('config', { echo_before_response: true });
     try {

@@ -155,8 +155,6 @@ export const claimQueued = prepared<{ ids: unknown; now: number }>()((db, $) => 
   .set({ status: 'sending', attempts: sql<number>`attempts + 1`, updated_at: $('now') })
   .where(inListOf(db, 'id', $('ids'))).where(sql<SqlBool>`status || '' = 'queued'`).returning(['id', 'attempts']));
 
-const readMarks = prepared<{ ids: unknown }>()((db, $) => db.selectFrom('conversations').select(['id', 'customer_read_at']).where(inListOf(db, 'id', $('ids'))));
-
 async function claimAll(tx: Tx, claims: Claim[], now: number, events: EventInput[]): Promise<{ ok: boolean; value: unknown }[]> {
   const rows = await claimQueued.all(tx, { ids: listValue(tx, claims.map((c) => c.id)), now });
   const got = new Map(rows.map((r) => [r.id, Number(r.attempts)]));
@@ -169,14 +167,16 @@ async function claimAll(tx: Tx, claims: Claim[], now: number, events: EventInput
 }
 
 async function sentAll(tx: Tx, sents: SentRecord[], now: number, events: EventInput[]): Promise<{ ok: boolean; value: unknown }[]> {
-  const convIds = [...new Set(sents.map((s) => s.conversationId))];
-  const readAt = new Map((await readMarks.all(tx, { ids: listValue(tx, convIds) }))
-    .map((r) => [r.id, r.customer_read_at ?? 0]));
-  const read = sents.map((s) => (readAt.get(s.conversationId) ?? 0) >= s.providerTs);
-  const results = rowsAs(tx, [['id', 'text'], ['status', 'text'], ['pid', 'text'], ['ts', 'bigint']],
-    sents.map((s, i) => [s.id, read[i] ? 'read' : 'sent', s.providerMessageId, s.providerTs]));
-  await sql`update messages set status = x.status, provider_message_id = x.pid, provider_timestamp = x.ts, next_attempt_at = null, error = null, updated_at = ${now}
-    from ${results} where messages.id = x.id`.execute(tx);
+  const results = rowsAs(tx, [['mid', 'text'], ['conv', 'text'], ['pid', 'text'], ['ts', 'bigint']],
+    sents.map((s) => [s.id, s.conversationId, s.providerMessageId, s.providerTs]));
+  // A reply the customer has already read (their read mark is at or after its time) is read at
+  // once. The mark is read by the update itself: one statement, not a read and a write.
+  const updated = await sql<{ id: string; status: string }>`update messages set
+      status = case when coalesce((select customer_read_at from conversations c where c.id = x.conv), 0) >= x.ts then 'read' else 'sent' end,
+      provider_message_id = x.pid, provider_timestamp = x.ts, next_attempt_at = null, error = null, updated_at = ${now}
+    from ${results} where messages.id = x.mid returning id, status`.execute(tx);
+  const readNow = new Set(updated.rows.filter((r) => r.status === 'read').map((r) => r.id));
+  const read = sents.map((s) => readNow.has(s.id));
   // The latest send per conversation (a batch holds at most one per conversation; be safe anyway).
   const latest = new Map<string, SentRecord>();
   for (const s of sents) if ((latest.get(s.conversationId)?.providerTs ?? -1) <= s.providerTs) latest.set(s.conversationId, s);
