@@ -131,9 +131,10 @@ describe('POST /v1/messages: replies reach TikTok', () => {
     expect((await waitStatus(gw, r.body.id, 'read')).provider_message_id).toBeTruthy();
     await waitStatus(gw, other.body.id, 'sent');
     await gw.drain();
-    const statuses = (await events(gw, 'message.status')).filter((e) => e.message_id === r.body.id).map((e) => e.status);
-    expect(statuses).toEqual(['sending', 'sent', 'read']);
-    expect((await events(gw, 'message.status')).filter((e) => e.message_id === other.body.id).map((e) => e.status)).toEqual(['sending', 'sent']);
+    const statuses = await events(gw, 'message.status');
+    const statusesOf = (id: string) => statuses.filter((e) => e.message_id === id).map((e) => e.status);
+    expect(statusesOf(r.body.id)).toEqual(['sending', 'sent', 'read']);
+    expect(statusesOf(other.body.id)).toEqual(['sending', 'sent']);
     const sent = (await events(gw, 'message.sent')).filter((e) => e.message_id === r.body.id);
     expect(sent).toHaveLength(1);
   });
