@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { hasPrefix, idTime } from '../src/core/ids.js';
 import { appendEvents } from '../src/events/outbox.js';
 import type { EventInput } from '../src/events/types.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
@@ -45,12 +46,15 @@ describe(`outbox (${TEST_DB})`, () => {
     const stored = await db().db.transaction().execute((tx) => appendEvents(tx, inputs, now));
     expect(stored.map((e) => e.deliveries)).toEqual([1, 2, 1]);
     const deliveries = await db().db.selectFrom('deliveries').innerJoin('events', 'events.id', 'deliveries.event_id')
-      .select(['deliveries.endpoint_id', 'deliveries.event_seq', 'events.seq', 'deliveries.status', 'events.type'])
+      .select(['deliveries.id', 'deliveries.endpoint_id', 'deliveries.event_seq', 'events.seq', 'deliveries.status', 'events.type'])
       .where('deliveries.event_id', 'in', stored.map((e) => e.id)).orderBy('events.seq').orderBy('deliveries.endpoint_id').execute();
     expect(deliveries.map((d) => [d.type, d.endpoint_id, d.status])).toEqual([
       ['message.received', 'wh_all', 'pending'], ['message.sent', 'wh_all', 'pending'], ['message.sent', 'wh_sent', 'pending'], ['message.received', 'wh_all', 'pending'],
     ]);
     for (const d of deliveries) expect(Number(d.event_seq)).toBe(Number(d.seq));
+    // Ids of the documented shape, made at the append's time, distinct.
+    for (const d of deliveries) expect([hasPrefix(d.id, 'whd'), idTime(d.id)]).toEqual([true, now]);
+    expect(new Set(deliveries.map((d) => d.id)).size).toBe(deliveries.length);
     expect(stored.map((e) => e.seq)).toEqual([...stored.map((e) => e.seq)].sort((a, b) => a - b));
   });
 });

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { newId } from '../core/ids.js';
+import { idFloor, newId } from '../core/ids.js';
 import { isPostgres, parseJson, runEach, type Tx } from '../db/database.js';
 import { prepared } from '../db/prepared.js';
 import { rowsAs } from '../db/row-sets.js';
@@ -38,14 +38,14 @@ const enabledEndpoints = prepared<object>()((db) => db.selectFrom('webhook_endpo
  * commit. Serializing the tail of event-appending transactions (from the insert to the commit)
  * makes seq order equal commit order, so a reader paging by seq (GET /v1/events, SSE replay) can
  * never skip an event that commits late. Everything then waits on the holder's round trips and its
- * commit's flush, and whatever the waiting transactions hold (their rows) waits with them; so the
- * lock is taken by the statement that inserts the events and their deliveries, one round trip,
- * and the endpoints are read before it. (An endpoint created meanwhile gets deliveries from the
- * next events on, as it would had it been created a moment later.)
+ * commit's flush, and whatever the waiting transactions hold (their rows) waits with them; so one
+ * statement takes the lock, inserts the events and matches them to the endpoints for their
+ * deliveries: one round trip for the whole append. (An endpoint created meanwhile gets deliveries
+ * from the next events on, as it would had it been created a moment later.)
  */
 export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number): Promise<StoredEvent[]> {
   if (!inputs.length) return [];
-  const endpoints = (await enabledEndpoints.all(tx, {})).map((e) => ({ id: e.id, events: parseJson<string[]>(e.events, []) }));
+  const endpoints = isPostgres(tx) ? [] : (await enabledEndpoints.all(tx, {})).map((e) => ({ id: e.id, events: parseJson<string[]>(e.events, []) }));
   const stored: StoredEvent[] = [];
   // Multi-row inserts: on Postgres every statement is a round trip, and a batch holds many events.
   for (let i = 0; i < inputs.length; i += CHUNK) {
@@ -53,59 +53,68 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
       const id = newId('evt', nowMs);
       return { input, id, payload: serializeEvent(id, input, nowMs) };
     });
-    const deliveries: DeliveryRow[] = [];
-    // Per event of the chunk, how many deliveries it got.
-    const delivered = chunk.map(({ input, id }) => {
-      const before = deliveries.length;
-      for (const e of endpoints) if (subscribed(e, input.event)) deliveries.push([newId('whd', nowMs), id, e.id, input.conversation_id ?? null]);
-      return deliveries.length - before;
-    });
     const rows = chunk.map(({ input, id, payload }): EventRow => [id, input.event, input.account_id, input.conversation_id ?? null, payload]);
-    const seqOf = new Map((await insertEvents(tx, rows, deliveries, nowMs)).map((r) => [r.id, r.seq]));
-    chunk.forEach(({ input, id, payload }, k) => {
-      stored.push({ id, seq: seqOf.get(id)!, event: input.event, payload, conversation_id: input.conversation_id ?? null, deliveries: delivered[k] });
-    });
+    const inserted = isPostgres(tx) ? await insertEventsPostgres(tx, rows, nowMs) : await insertEventsSqlite(tx, rows, endpoints, nowMs);
+    const byId = new Map(inserted.map((r) => [r.id, r]));
+    for (const { input, id, payload } of chunk) {
+      const r = byId.get(id)!;
+      stored.push({ id, seq: Number(r.seq), event: input.event, payload, conversation_id: input.conversation_id ?? null, deliveries: Number(r.deliveries) });
+    }
   }
   return stored;
 }
 
 type EventRow = [id: string, type: string, accountId: string | null, conversationId: string | null, payload: string];
-type DeliveryRow = [id: string, eventId: string, endpointId: string, conversationId: string | null];
+type Inserted = { id: string; seq: number; deliveries: number };
 
 const INSERT_DELIVERY = `insert into deliveries (id, event_id, event_seq, endpoint_id, conversation_id, status, attempts, next_attempt_at, created_at, updated_at)
   values (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`;
 
 const INSERT_EVENT = 'insert into events (id, type, account_id, conversation_id, payload, created_at) values (?, ?, ?, ?, ?, ?)';
 
+/** SQLite: one prepared insert per row (database.ts, runEach); the endpoints were read by the caller. */
+async function insertEventsSqlite(tx: Tx, rows: EventRow[], endpoints: EndpointFilter[], nowMs: number): Promise<Inserted[]> {
+  const seqs = await runEach(tx, INSERT_EVENT, rows.map((r) => [...r, nowMs]));
+  const deliveries: unknown[][] = [];
+  const counts = rows.map(([eventId, type, , conversationId], i) => {
+    const before = deliveries.length;
+    for (const e of endpoints) if (subscribed(e, type)) deliveries.push([newId('whd', nowMs), eventId, seqs[i], e.id, conversationId, nowMs, nowMs, nowMs]);
+    return deliveries.length - before;
+  });
+  await runEach(tx, INSERT_DELIVERY, deliveries);
+  return rows.map((r, i) => ({ id: r[0], seq: seqs[i], deliveries: counts[i] }));
+}
+
 /**
- * The events with their deliveries. SQLite: one prepared insert per row (database.ts, runEach).
- * Postgres: one statement whatever the number of rows (row-sets.ts), which takes the append lock
- * before the events take their sequence numbers.
+ * Postgres: one statement whatever the number of rows (row-sets.ts). It takes the append lock
+ * before the events take their sequence numbers (the lock's row is joined to every event row),
+ * and makes the deliveries from the enabled endpoints that subscribe to each event's type. A
+ * delivery's id is made here: the time part of ours (core/ids.ts; deliveries are never ordered by
+ * id), then the last 16 hex digits of a random UUID (hex is a subset of the ids' alphabet).
  */
-async function insertEvents(tx: Tx, rows: EventRow[], deliveries: DeliveryRow[], nowMs: number): Promise<{ id: string; seq: number }[]> {
-  if (!isPostgres(tx)) {
-    const seqs = await runEach(tx, INSERT_EVENT, rows.map((r) => [...r, nowMs]));
-    const seqOf = new Map(rows.map((r, i) => [r[0], seqs[i]]));
-    await runEach(tx, INSERT_DELIVERY, deliveries.map(([id, eventId, endpointId, conversationId]) => [id, eventId, seqOf.get(eventId), endpointId, conversationId, nowMs, nowMs, nowMs]));
-    return rows.map((r, i) => ({ id: r[0], seq: seqs[i] }));
-  }
+async function insertEventsPostgres(tx: Tx, rows: EventRow[], nowMs: number): Promise<Inserted[]> {
   const x = rowsAs(tx, [['id', 'text'], ['type', 'text'], ['account_id', 'text'], ['conversation_id', 'text'], ['payload', 'text']], rows);
-  // The lock's row is joined to every event row: it is taken before the first row is inserted.
-  const withDeliveries = deliveries.length
-    ? sql`, d as (
-        insert into deliveries (id, event_id, event_seq, endpoint_id, conversation_id, status, attempts, next_attempt_at, created_at, updated_at)
-        select y.id, y.event_id, ins.seq, y.endpoint_id, y.conversation_id, 'pending', 0, cast(${nowMs} as bigint), cast(${nowMs} as bigint), cast(${nowMs} as bigint)
-        from ${rowsAs(tx, [['id', 'text'], ['event_id', 'text'], ['endpoint_id', 'text'], ['conversation_id', 'text']], deliveries, 'y')} join ins on ins.id = y.event_id
-      )`
-    : sql``;
-  const result = await sql<{ id: string; seq: number }>`with l as materialized (select pg_advisory_xact_lock(${EVENT_APPEND_LOCK})),
+  const result = await sql<Inserted>`with l as materialized (select pg_advisory_xact_lock(${EVENT_APPEND_LOCK})),
     ins as (
       insert into events (id, type, account_id, conversation_id, payload, created_at)
       select x.id, x.type, x.account_id, x.conversation_id, x.payload, cast(${nowMs} as bigint) from ${x} cross join l
-      returning id, seq
-    )${withDeliveries}
-    select id, seq from ins`.execute(tx);
+      returning id, seq, type, conversation_id
+    ),
+    d as (
+      insert into deliveries (id, event_id, event_seq, endpoint_id, conversation_id, status, attempts, next_attempt_at, created_at, updated_at)
+      select ${deliveryIdPrefix(nowMs)} || right(replace(cast(gen_random_uuid() as text), '-', ''), 16), ins.id, ins.seq, e.id, ins.conversation_id,
+        'pending', 0, cast(${nowMs} as bigint), cast(${nowMs} as bigint), cast(${nowMs} as bigint)
+      from ins join webhook_endpoints e on e.enabled = 1
+        and (cast(e.events as jsonb) @> jsonb_build_array(ins.type) or cast(e.events as jsonb) @> '["*"]')
+      returning event_id
+    )
+    select ins.id, ins.seq, count(d.event_id) as deliveries from ins left join d on d.event_id = ins.id group by ins.id, ins.seq`.execute(tx);
   return result.rows;
+}
+
+/** `whd_` and the time part of an id made at nowMs (core/ids.ts). */
+function deliveryIdPrefix(nowMs: number): string {
+  return idFloor('whd', nowMs).slice(0, -16);
 }
 
 /** After commit: wakes the event readers (SSE, inbox) and, when there is something to deliver, the delivery worker. */
