@@ -1,6 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { TEST_DB } from './helpers/db.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { customerWrites, events, expectNoViolations, JPEG, PNG, reply, sentAtEmulator, stats, waitFor, waitStatus } from './helpers/outbound.js';
 
@@ -137,6 +139,33 @@ describe('POST /v1/messages: replies reach TikTok', () => {
     expect(statusesOf(other.body.id)).toEqual(['sending', 'sent']);
     const sent = (await events(gw, 'message.sent')).filter((e) => e.message_id === r.body.id);
     expect(sent).toHaveLength(1);
+  });
+
+  it.skipIf(TEST_DB !== 'postgres')('honours a read mark committed while the send\'s result waited for its conversation (a receipt applied meanwhile)', async () => {
+    const db = gw.server.ctx.database.db;
+    const conv = await customerWrites(gw, 'reply_shop', 'read_meanwhile');
+    // The send call stays in flight long enough for a transaction to take the conversation first,
+    // as a read receipt's does: it moves the mark, then finds no reply `sent` yet to mark read.
+    await gw.control('config', { send_delay_ms: 800 });
+    try {
+      const r = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'read while in flight' });
+      await waitStatus(gw, r.body.id, 'sending');
+      await db.transaction().execute(async (tx) => {
+        await sql`select id from conversations where id = ${conv.id} for update`.execute(tx);
+        const me = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(tx)).rows[0].pid;
+        await waitFor('the result to wait for the conversation', async () =>
+          (await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where ${me} = any(pg_blocking_pids(pid))`.execute(db)).rows[0].n > 0);
+        await tx.updateTable('conversations').set({ customer_read_at: Date.now() + 3_600_000 }).where('id', '=', conv.id).execute();
+        const sentYet = await tx.selectFrom('messages').select('id').where('id', '=', r.body.id).where('status', '=', 'sent').execute();
+        expect(sentYet).toEqual([]);
+      });
+      await waitStatus(gw, r.body.id, 'read');
+      await gw.drain();
+      const statuses = (await events(gw, 'message.status')).filter((e) => e.message_id === r.body.id).map((e) => e.status);
+      expect(statuses).toEqual(['sending', 'sent', 'read']);
+    } finally {
+      await gw.control('config', { send_delay_ms: 0 });
+    }
   });
 
   it('gives exactly one message.sent when TikTok\'s echo arrives before the send call returns', async () => {

@@ -35,11 +35,12 @@ export function rowsAs(db: Executor, columns: [name: string, type: 'text' | 'big
  * and a batch of accepts) could each hold a row the other waits for: a deadlock, which Postgres
  * breaks only after deadlock_timeout (a second by default), failing one batch. Joined to `x.id`,
  * this CTE (`l`) locks the rows first, in id order, the order every other multi-row lock of
- * conversations takes (ingest/apply.ts postgresLookups).
+ * conversations takes (ingest/apply.ts postgresLookups). `columns` come back as the lock leaves them:
+ * a row that another transaction changed while this one waited, as that one committed it.
  */
-export function conversationsLockedInOrder(ids: unknown): { cte: RawBuilder<unknown>; join: RawBuilder<unknown> } {
+export function conversationsLockedInOrder(ids: unknown, columns: string[] = []): { cte: RawBuilder<unknown>; join: RawBuilder<unknown> } {
   return {
-    cte: sql`l as materialized (select id from conversations where id = any(${ids}::text[]) order by id for update)`,
+    cte: sql`l as materialized (select ${sql.join(['id', ...columns].map((c) => sql.ref(c)))} from conversations where id = any(${ids}::text[]) order by id for update)`,
     join: sql` join l on l.id = x.id`,
   };
 }

@@ -105,6 +105,7 @@ export function registerMessagingRoutes(app: FastifyInstance, ctx: EmulatorConte
         else void echo();
       });
     }
+    if (ctx.config.send_delay_ms > 0) await new Promise((resolve) => setTimeout(resolve, ctx.config.send_delay_ms));
     return { message: { message_id: rec.message_id } };
   });
 

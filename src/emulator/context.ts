@@ -13,6 +13,8 @@ export interface RuntimeConfig extends PushConfig {
   echo_before_response: boolean;
   /** Delay between the send/ response and the echo push when echo_before_response is false. */
   echo_delay_ms: number;
+  /** How long send/ takes to answer once the message is recorded (a slow network or a busy TikTok). */
+  send_delay_ms: number;
   qps: number;
   daily_cap: number;
   window_hours: number;

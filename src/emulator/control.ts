@@ -120,7 +120,7 @@ function conversationView(ctx: EmulatorContext, conv: ConversationRec): Record<s
 /** Applies a /_control/config patch, validating each field's type. */
 function applyConfig(config: RuntimeConfig, patch: Record<string, unknown>): void {
   const bool = ['echo_before_response'] as const;
-  const nums = ['echo_delay_ms', 'qps', 'daily_cap', 'window_hours', 'window_quota', 'webhook_concurrency', 'webhook_timeout_ms',
+  const nums = ['echo_delay_ms', 'send_delay_ms', 'qps', 'daily_cap', 'window_hours', 'window_quota', 'webhook_concurrency', 'webhook_timeout_ms',
     'access_token_ttl_s', 'refresh_token_ttl_s', 'auth_code_ttl_s'] as const;
   for (const [k, v] of Object.entries(patch)) {
     if ((bool as readonly string[]).includes(k)) {

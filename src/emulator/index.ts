@@ -58,6 +58,7 @@ function initialConfig(opts: EmulatorOptions): RuntimeConfig {
   return {
     echo_before_response: false,
     echo_delay_ms: 0,
+    send_delay_ms: 0,
     qps: opts.qps ?? 10,
     daily_cap: opts.dailyCap ?? 200,
     window_hours: opts.windowHours ?? 48,

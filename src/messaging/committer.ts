@@ -1,4 +1,4 @@
-import { sql, type SqlBool } from 'kysely';
+import { sql, type RawBuilder, type SqlBool } from 'kysely';
 import type { AppContext } from '../context.js';
 import { Batches } from '../core/batches.js';
 import { ApiError } from '../core/errors.js';
@@ -166,32 +166,49 @@ async function claimAll(tx: Tx, claims: Claim[], now: number, events: EventInput
   });
 }
 
+/**
+ * A batch of results: the replies become sent (or read at once: the customer's read mark is
+ * already at or after their time), and their conversations' latest outbound message moves.
+ *
+ * The read mark is read after the conversations are locked. A read receipt is applied under its
+ * conversation's lock (ingest/apply.ts: the mark moves, then the replies already `sent` become
+ * read), so either it went first and its mark is seen here, or it comes after and finds these
+ * replies `sent`. Read before the lock (as a statement of its own once was), a receipt committed
+ * meanwhile fell between the two: its mark unseen here, these replies not yet `sent` there.
+ */
 async function sentAll(tx: Tx, sents: SentRecord[], now: number, events: EventInput[]): Promise<{ ok: boolean; value: unknown }[]> {
   const results = rowsAs(tx, [['mid', 'text'], ['conv', 'text'], ['pid', 'text'], ['ts', 'bigint']],
-    sents.map((s) => [s.id, s.conversationId, s.providerMessageId, s.providerTs]));
-  // A reply the customer has already read (their read mark is at or after its time) is read at
-  // once. The mark is read by the update itself: one statement, not a read and a write.
-  const updated = await sql<{ id: string; status: string }>`update messages set
-      status = case when coalesce((select customer_read_at from conversations c where c.id = x.conv), 0) >= x.ts then 'read' else 'sent' end,
-      provider_message_id = x.pid, provider_timestamp = x.ts, next_attempt_at = null, error = null, updated_at = ${now}
-    from ${results} where messages.id = x.mid returning id, status`.execute(tx);
-  const readNow = new Set(updated.rows.filter((r) => r.status === 'read').map((r) => r.id));
-  const read = sents.map((s) => readNow.has(s.id));
+    sents.map((s) => [s.id, s.conversationId, s.providerMessageId, s.providerTs]), 'r');
   // The latest send per conversation (a batch holds at most one per conversation; be safe anyway).
   const latest = new Map<string, SentRecord>();
   for (const s of sents) if ((latest.get(s.conversationId)?.providerTs ?? -1) <= s.providerTs) latest.set(s.conversationId, s);
   const convs = rowsAs(tx, [['id', 'text'], ['ts', 'bigint'], ['preview', 'text']], [...latest.values()].map((s) => [s.conversationId, s.providerTs, s.preview]));
   // Expressions over the row, not values read earlier: accepts and ingest update these rows too.
-  // On Postgres the rows are locked first, in id order (conversationsLockedInOrder).
-  const locked = isPostgres(tx) ? conversationsLockedInOrder([...latest.keys()]) : null;
-  await sql`${locked ? sql`with ${locked.cte} ` : sql``}update conversations set
+  const moveLatest = (join: RawBuilder<unknown>) => sql`update conversations set
       last_outbound_at = case when coalesce(last_outbound_at, 0) < x.ts then x.ts else last_outbound_at end,
       last_message_preview = case when coalesce(last_message_at, 0) <= x.ts then x.preview else last_message_preview end,
       last_message_at = case when coalesce(last_message_at, 0) < x.ts then x.ts else last_message_at end,
       first_unanswered_at = case when coalesce(last_inbound_at, 0) <= x.ts then null else first_unanswered_at end,
       updated_at = ${now}
-    from ${convs}${locked ? locked.join : sql``} where conversations.id = x.id`.execute(tx);
-  sents.forEach((s, i) => events.push(...s.events(read[i])));
+    from ${convs}${join} where conversations.id = x.id`;
+  const markSent = (mark: RawBuilder<unknown>, from: RawBuilder<unknown>) => sql`update messages set
+      status = case when coalesce(${mark}, 0) >= r.ts then 'read' else 'sent' end,
+      provider_message_id = r.pid, provider_timestamp = r.ts, next_attempt_at = null, error = null, updated_at = ${now}
+    from ${from} where messages.id = r.mid returning messages.id, messages.status`;
+  let updated: { id: string; status: string }[];
+  if (isPostgres(tx)) {
+    // One statement: the rows locked first, in id order (conversationsLockedInOrder), with their
+    // read marks as the lock leaves them (the latest committed), then both updates.
+    const locked = conversationsLockedInOrder([...latest.keys()], ['customer_read_at']);
+    updated = (await sql<{ id: string; status: string }>`with ${locked.cte}, moved as (${moveLatest(locked.join)})
+      ${markSent(sql`l.customer_read_at`, sql`${results} left join l on l.id = r.conv`)}`.execute(tx)).rows;
+  } else {
+    // SQLite has one writer: nothing moves between the two statements.
+    updated = (await sql<{ id: string; status: string }>`${markSent(sql`(select customer_read_at from conversations c where c.id = r.conv)`, results)}`.execute(tx)).rows;
+    await sql`${moveLatest(sql``)}`.execute(tx);
+  }
+  const readNow = new Set(updated.filter((r) => r.status === 'read').map((r) => r.id));
+  sents.forEach((s) => events.push(...s.events(readNow.has(s.id))));
   return sents.map(() => ({ ok: true, value: undefined }));
 }
 
