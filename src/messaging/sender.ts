@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import { ApiError } from '../core/errors.js';
-import { parseJson, type Executor, type Tx } from '../db/database.js';
+import { isPostgres, parseJson, type Executor, type Tx } from '../db/database.js';
 import { releaseLease, tryAcquireLease } from '../db/leases.js';
 import { prepared } from '../db/prepared.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
@@ -758,6 +758,10 @@ class Lane {
    */
   async sentCarefully(tx: Tx, events: EventInput[], c: Candidate, providerId: string, ts: number): Promise<void> {
     const now = this.ctx.clock();
+    // The conversation first, locked on Postgres (the order ingest takes: the conversation, then its
+    // messages), so its read mark is as the lock leaves it (committer.ts sentAll says why).
+    const locking = tx.selectFrom('conversations').select(['customer_read_at']).where('id', '=', c.conversation_id);
+    const conv = await (isPostgres(tx) ? locking.forUpdate() : locking).executeTakeFirstOrThrow();
     const echo = await tx.selectFrom('messages').select(['id', 'counted_in_window']).where('account_id', '=', c.account_id)
       .where('provider_message_id', '=', providerId).executeTakeFirst();
     const echoSeen = Boolean(echo && echo.id !== c.id);
@@ -765,7 +769,6 @@ class Lane {
       await tx.deleteFrom('messages').where('id', '=', echo.id).execute();
       await tx.deleteFrom('media').where('message_id', '=', echo.id).execute();
     }
-    const conv = await tx.selectFrom('conversations').select(['customer_read_at']).where('id', '=', c.conversation_id).executeTakeFirstOrThrow();
     const read = (conv.customer_read_at ?? 0) >= ts;
     await tx.updateTable('messages').set({
       status: read ? 'read' : 'sent', provider_message_id: providerId, provider_timestamp: ts, next_attempt_at: null, error: null, updated_at: now,
