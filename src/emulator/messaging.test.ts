@@ -221,6 +221,22 @@ describe('echoes, sent log, lists', () => {
     expect(sink.received.some((x) => x.body.event === 'im_send_msg' && x.content['message_id'] === id)).toBe(true);
   });
 
+  it('with send_delay_ms send answers late, the message already recorded (a call still in flight at TikTok)', async () => {
+    await control(emu.url, 'POST', 'config', { send_delay_ms: 400 });
+    try {
+      const { conversation_id: cv } = await dm('f3');
+      let answered = false;
+      const call = send(cv).then((r) => { answered = true; return r; });
+      for (let i = 0; i < 100 && !(await control(emu.url, 'GET', `sent?conversation_id=${encodeURIComponent(cv)}`)).data.length; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(answered).toBe(false);
+      const r = await call;
+      const sent = (await control(emu.url, 'GET', `sent?conversation_id=${encodeURIComponent(cv)}`)).data;
+      expect(sent.map((m: { message_id: string }) => m.message_id)).toEqual([r.data['message']['message_id']]);
+    } finally {
+      await control(emu.url, 'POST', 'config', { send_delay_ms: 0 });
+    }
+  });
+
   it('EU customers produce stripped im_receive_msg_eu; content/list has the message; a raw + is invalid', async () => {
     await control(emu.url, 'POST', 'customers', { username: 'anna_de', region: 'DE', display_name: 'Anna' });
     const { conversation_id: cv, message_id } = await dm('anna_de', { text: 'Hallo' });
