@@ -75,19 +75,24 @@ async function pool<T>(items: T[], n: number, fn: (item: T, i: number) => Promis
   }));
 }
 
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
+/** CPU seconds (user + system) a process has used so far; with `children`, also its ended and waited-for children's. */
+function cpuSeconds(pid: number, children = false): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
+  return (Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0)) / 100;
 }
 
-/** CPU seconds used so far by the local PostgreSQL server's processes (0 when there are none). */
+/**
+ * CPU seconds used so far by the local PostgreSQL server's processes (0 when there are none),
+ * including those that ended: a backend whose connection closed (a pool's idle timeout) took what
+ * it had used out of a sum of live processes, which then came out low by up to a whole phase's
+ * work. The postmaster's count of its ended children (cutime, cstime) keeps it.
+ */
 function postgresCpuSeconds(): number {
   let total = 0;
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     try {
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') total += cpuSeconds(Number(pid));
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') total += cpuSeconds(Number(pid), true);
     } catch { /* the process ended meanwhile */ }
   }
   return total;
