@@ -23,6 +23,7 @@ export function serializeEvent(id: string, input: EventInput, nowMs: number): st
 
 interface EndpointFilter { id: string; events: string[] }
 
+/** SQLite's path; Postgres matches in SQL (insertEventsPostgres): keep the two in step. */
 function subscribed(endpoint: EndpointFilter, type: string): boolean {
   return endpoint.events.includes('*') || endpoint.events.includes(type);
 }
@@ -65,7 +66,8 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
 }
 
 type EventRow = [id: string, type: string, accountId: string | null, conversationId: string | null, payload: string];
-type Inserted = { id: string; seq: number; deliveries: number };
+/** pg returns bigint and count(*) as strings: read them with Number(). */
+type Inserted = { id: string; seq: number | string; deliveries: number | string };
 
 const INSERT_DELIVERY = `insert into deliveries (id, event_id, event_seq, endpoint_id, conversation_id, status, attempts, next_attempt_at, created_at, updated_at)
   values (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`;
@@ -104,6 +106,7 @@ async function insertEventsPostgres(tx: Tx, rows: EventRow[], nowMs: number): Pr
       insert into deliveries (id, event_id, event_seq, endpoint_id, conversation_id, status, attempts, next_attempt_at, created_at, updated_at)
       select ${deliveryIdPrefix(nowMs)} || right(replace(cast(gen_random_uuid() as text), '-', ''), 16), ins.id, ins.seq, e.id, ins.conversation_id,
         'pending', 0, cast(${nowMs} as bigint), cast(${nowMs} as bigint), cast(${nowMs} as bigint)
+      -- subscribed(), in SQL.
       from ins join webhook_endpoints e on e.enabled = 1
         and (cast(e.events as jsonb) @> jsonb_build_array(ins.type) or cast(e.events as jsonb) @> '["*"]')
       returning event_id
