@@ -23,7 +23,8 @@
  *    figure (one run's p99 varies several-fold on a shared 2-core machine), each run's p99 also
  *    second by second (a steady tail, or a process's first requests compiling code); p50/p99
  *    against GET /healthz and GET /v1/messages/{id} at the same rate on the same server, and the
- *    gateway's own measure of the same requests (its request duration histogram in /metrics). The
+ *    gateway's own measure of the same requests (its request duration histogram in /metrics), and
+ *    how its main thread spent the run (running, ready but waiting for a CPU, asleep). The
  *    sending process is measured twice: with consecutive probes to one account's conversations
  *    (bursts of 10 replies per account, which its 10 per second spread over a second), and with
  *    the probes going round the accounts (each gets 2.5 replies per second); for both also the
@@ -118,6 +119,39 @@ function cpuMeter(s: Setup, postgres: boolean, unit = 'request'): (count: number
     const part = (name: string, sec: number) => `${name} ${fmt(sec, 1)} s = ${fmt(sec / wall * 100, 0)} % (${fmt(sec * 1000 / Math.max(1, count), 2)} ms per ${unit})`;
     return [part('gateway', b.gw - a.gw), part('emulator', b.emu - a.emu), ...(postgres ? [part('PostgreSQL', b.pg - a.pg)] : []), part('load generator', b.self - a.self)].join(', ')
       + ` of ${availableParallelism()} cores; stolen by the hypervisor ${fmt((b.steal - a.steal) / wall * 100, 0)} %`;
+  };
+}
+
+/**
+ * The kernel's account of one thread since it started (/proc/<pid>/task/<tid>/schedstat): seconds on a
+ * CPU and seconds ready to run but waiting for one; null where the kernel keeps no such account.
+ */
+function threadSchedule(pid: number, tid = pid): { onCpu: number; waiting: number } | null {
+  try {
+    const [onCpu, waiting] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+    return Number.isFinite(waiting) ? { onCpu: onCpu / 1e9, waiting: waiting / 1e9 } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Starts watching the gateway's main thread (its event loop): the share of the wall time it ran,
+ * waited for a CPU while ready to run, and slept (an idle event loop). A loop that seldom sleeps has
+ * work queued at all times, and its requests wait through that queue; the time it waits for a CPU
+ * is what the other processes on the cores (the database, the emulator, the load generator) took.
+ */
+function mainThreadMeter(pid: number): () => string {
+  const a = threadSchedule(pid);
+  const t = performance.now();
+  return () => {
+    const b = threadSchedule(pid);
+    if (!a || !b) return 'its main thread meanwhile: not measured (no /proc/<pid>/task/<tid>/schedstat here)';
+    const wall = (performance.now() - t) / 1000;
+    const share = (sec: number) => `${fmt(sec, 1)} s = ${fmt(sec / wall * 100, 0)} %`;
+    const ran = b.onCpu - a.onCpu;
+    const waited = b.waiting - a.waiting;
+    return `its main thread meanwhile: ran ${share(ran)}, ready but waiting for a CPU ${share(waited)}, asleep (nothing to do) ${share(Math.max(0, wall - ran - waited))} of the ${fmt(wall, 1)} s`;
   };
 }
 
@@ -631,14 +665,17 @@ async function run(label: string, databaseUrl: string): Promise<void> {
         const before = await control(s, 'stats');
         const loop0 = await loopStats(s);
         const cpu = cpuMeter(s, label === 'postgres');
+        const mainThread = mainThreadMeter(s.gateway.pid!);
         const res = await postProbes(convs);
         const cpuLine = cpu(res.lat.length);
+        const mainThreadLine = mainThread();
         const loop1 = await loopStats(s);
         p99s.push(pct(res.lat, 99));
         console.log(`[${label}]   run ${r + 1}/${LATENCY_RUNS}: POST /v1/messages ${line(res)}`);
         console.log(`[${label}]     ${bySecond(res.latOf)}`);
         console.log(`[${label}]     ${serverLine(loop0, loop1)}`);
         console.log(`[${label}]     its event loop meanwhile: delay p99 ${fmt(loop1.lagP99, 1)} ms, max ${fmt(loop1.lagMax, 1)} ms; GC ${gcLine(loop0, loop1)}`);
+        console.log(`[${label}]     ${mainThreadLine}`);
         console.log(`[${label}]     CPU meanwhile: ${cpuLine}`);
         if (mode === 'api') continue; // nothing sends here: the replies stay queued
         await untilSent(s.db, 60);
