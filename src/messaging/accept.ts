@@ -1,14 +1,14 @@
 import type { AppContext } from '../context.js';
 import { ApiError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { isPostgres, type Executor, type Tx } from '../db/database.js';
+import { type Executor, type Tx } from '../db/database.js';
 import { boundRow, prepared } from '../db/prepared.js';
 import { withAccessToken } from '../accounts/tokens.js';
 import { TiktokApiError } from '../providers/tiktok/errors.js';
 import { tiktokClient } from '../providers/tiktok/provider.js';
 import { checkImage, checkTemplate, checkText, decodeBase64, templateAsText, tooLarge, IMAGE_MAX_BYTES, type Template, type TemplateInput } from './content.js';
 import { fetchImage } from './image-fetch.js';
-import { conversationsRepliedToday, isUniqueViolation, repliedBeforeLastInbound, repliedToday, requestHash, utcDayStart, DAY_MS } from './queue.js';
+import { conversationsRepliedToday, isUniqueViolation, lockConversation, repliedBeforeLastInbound, repliedToday, requestHash, utcDayStart, DAY_MS } from './queue.js';
 import { gateFor, paced } from './rate-gate.js';
 import { acceptBatcherFor, conversationsForAccept, type ConversationForAccept, type ConversationWithCap } from './accept-batch.js';
 import { committerFor, type Op } from './committer.js';
@@ -233,21 +233,10 @@ function throwIfBlocked(w: WindowState, conv: Pick<ConversationRow, 'id' | 'last
 // The statements of every accept, compiled once (see db/prepared.ts).
 const conversationForAccept = prepared<{ id: string }>()((db, $) => conversationsForAccept(db).where('conversations.id', '=', $('id')));
 
-const conversationLocked = prepared<{ id: string }>()((db, $) => {
-  const q = db.selectFrom('conversations').selectAll().where('id', '=', $('id'));
-  return isPostgres(db) ? q.forUpdate() : q;
-});
-
 const takeQuota = prepared<{ id: string; count: number; now: number }>()((db, $) =>
   db.updateTable('conversations').set({ outbound_since_inbound: $('count'), updated_at: $('now') }).where('id', '=', $('id')));
 
 const insertReply = prepared<MessageRow>()((db, $) => db.insertInto('messages').values(boundRow($, MESSAGE_COLUMNS)));
-
-async function lockConversation(tx: Tx, id: string): Promise<ConversationRow> {
-  const conv = await conversationLocked.first(tx, { id });
-  if (!conv) throw new Error(`conversation ${id} is gone`);
-  return conv;
-}
 
 async function checkDailyCap(ctx: AppContext, db: AppContext['database']['db'] | Tx, accountId: string, now: number): Promise<void> {
   throwIfCapped(ctx, await conversationsRepliedToday(db, accountId, now), accountId, now);

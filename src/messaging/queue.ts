@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import { idFloor } from '../core/ids.js';
-import { isPostgres, type Executor } from '../db/database.js';
+import { isPostgres, type Executor, type Tx } from '../db/database.js';
 import { literalCondition } from '../db/literal-condition.js';
 import { prepared } from '../db/prepared.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
+import type { ConversationRow } from './views.js';
 
 /**
  * Shared pieces of the outbound queue: which statuses are "pending" (counted against the window,
@@ -131,3 +132,15 @@ export function isUniqueViolation(err: unknown): boolean {
 }
 
 export const preview = (text: string | null, type: string) => (text ?? `[${type}]`).slice(0, 200);
+
+const conversationLocked = prepared<{ id: string }>()((db, $) => {
+  const q = db.selectFrom('conversations').selectAll().where('id', '=', $('id'));
+  return isPostgres(db) ? q.forUpdate() : q;
+});
+
+/** The conversation, locked on Postgres until the transaction ends (SQLite has one writer). */
+export async function lockConversation(tx: Tx, id: string): Promise<ConversationRow> {
+  const conv = await conversationLocked.first(tx, { id });
+  if (!conv) throw new Error(`conversation ${id} is gone`);
+  return conv;
+}

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
 import { ApiError } from '../core/errors.js';
-import { isPostgres, parseJson, type Executor, type Tx } from '../db/database.js';
+import { parseJson, type Executor, type Tx } from '../db/database.js';
 import { releaseLease, tryAcquireLease } from '../db/leases.js';
 import { prepared } from '../db/prepared.js';
 import type { ContactSummary, EventInput } from '../events/types.js';
@@ -17,7 +17,7 @@ import type { Worker } from '../runtime.js';
 import { committerFor, type Committer } from './committer.js';
 import { templateAsText, type Template } from './content.js';
 import { idFloor, idTime } from '../core/ids.js';
-import { isOutbound, isPending, isQueued, preview, statusEvent } from './queue.js';
+import { isOutbound, isPending, isQueued, lockConversation, preview, statusEvent } from './queue.js';
 import { gateFor, paced } from './rate-gate.js';
 import { iso, messageView, type MessageRow } from './views.js';
 import { WINDOW_POLICIES, windowAt } from './window.js';
@@ -760,8 +760,7 @@ class Lane {
     const now = this.ctx.clock();
     // The conversation first, locked on Postgres (the order ingest takes: the conversation, then its
     // messages), so its read mark is as the lock leaves it (committer.ts sentAll says why).
-    const locking = tx.selectFrom('conversations').select(['customer_read_at']).where('id', '=', c.conversation_id);
-    const conv = await (isPostgres(tx) ? locking.forUpdate() : locking).executeTakeFirstOrThrow();
+    const conv = await lockConversation(tx, c.conversation_id);
     const echo = await tx.selectFrom('messages').select(['id', 'counted_in_window']).where('account_id', '=', c.account_id)
       .where('provider_message_id', '=', providerId).executeTakeFirst();
     const echoSeen = Boolean(echo && echo.id !== c.id);
