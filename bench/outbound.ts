@@ -33,7 +33,8 @@
  *
  * Runs on SQLite; on PostgreSQL instead when BENCH_DATABASE_URL is set (printed: over TCP or a Unix socket).
  * Knobs: BENCH_ACCOUNTS (200), BENCH_CONVERSATIONS (10), BENCH_LATENCY_S (10), BENCH_LATENCY_RUNS (3), BENCH_RATE (500),
- * BENCH_CPU_PROF (a directory: CPU profiles of the gateway processes), BENCH_LOG_LEVEL (the gateway's),
+ * BENCH_CPU_PROF (a directory: CPU profiles of the gateway processes), BENCH_EMU_PROF (the same for the emulator,
+ * which shares the cores), BENCH_LOG_LEVEL (the gateway's),
  * BENCH_PHASES=latency (skip the baseline, queue and drain phases).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -173,7 +174,8 @@ async function start(databaseUrl: string): Promise<Setup> {
   const [gwPort, emuPort] = [await freePort(), await freePort()];
   const gwUrl = `http://127.0.0.1:${gwPort}`;
   const emuUrl = `http://127.0.0.1:${emuPort}`;
-  const emulator = spawn(process.execPath, ['dist/cli.js', 'emulator', '--port', String(emuPort)], {
+  const emuProf = process.env.BENCH_EMU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_EMU_PROF}`] : [];
+  const emulator = spawn(process.execPath, [...emuProf, 'dist/cli.js', 'emulator', '--port', String(emuPort)], {
     env: { ...process.env, TIKTOK_APP_ID: APP_ID, TIKTOK_APP_SECRET: APP_SECRET }, stdio: ['ignore', 'ignore', 'inherit'],
   });
   await waitReady(`${emuUrl}/_control/stats`);

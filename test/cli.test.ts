@@ -87,6 +87,18 @@ describe('command line and sandbox mode', () => {
     expect((await fetch(`${base}/metrics`)).status).toBe(200);
   }, 120000);
 
+  it('runs the emulator alone until it is told to stop, then exits cleanly', async () => {
+    const port = await freePort();
+    const emu = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'emulator', '--port', String(port)], { env: process.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    emu.stderr!.on('data', (d) => (err += d));
+    const exited = new Promise<number | null>((r) => emu.once('exit', (code) => r(code)));
+    for (let i = 0; i < 300 && !err.includes('TikTok emulator on'); i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await fetch(`http://127.0.0.1:${port}/_control/stats`)).status).toBe(200);
+    emu.kill('SIGTERM');
+    expect(await exited, err).toBe(0);
+  }, 60000);
+
   it('explains bad configuration instead of starting', async () => {
     const res = await run(['serve'], { ...process.env, DMGATE_PORT: 'not-a-port' });
     expect(res.code).toBe(2);
