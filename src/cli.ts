@@ -182,8 +182,12 @@ async function main(argv: string[]): Promise<number> {
       const appSecret = process.env.TIKTOK_APP_SECRET || 'emulator_secret';
       const emu = await startEmulator({ appId, appSecret, port: Number(values.port), host: values.host });
       console.error(`TikTok emulator on ${emu.url} (app id ${appId}); API ${emu.url}/open_api/v1.3/, control ${emu.url}/_control/`);
-      // A stop is a clean exit (0, not a signal's death), after which Node writes what it was asked to at exit (--cpu-prof).
-      const stop = () => void emu.close().finally(() => process.exit(0));
+      // A stop is an exit, not a signal's death: 0 once closed (as `serve` does, 1 when closing
+      // failed), after which Node writes what it was asked to at exit (--cpu-prof).
+      const stop = () => void emu.close().then(() => process.exit(0), (err: unknown) => {
+        console.error('dmgate: emulator shutdown failed:', err);
+        process.exit(1);
+      });
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       return -1;
