@@ -3,7 +3,7 @@
  * restarted emulator, even without a state file, hands out the same open_id / unique_identifier
  * and the gateway's stored accounts and contacts still match. Everything else is random.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 
 function digest(...parts: string[]): Buffer {
   const h = createHash('sha256');
@@ -35,6 +35,21 @@ export function conversationId(businessId: string, customerId: string): string {
   return b64.slice(0, 10) + '+' + b64.slice(11);
 }
 
+/**
+ * Random bytes for ids from a pool refilled 4 KB at a time. The emulator draws a few per API call
+ * and per webhook push, thousands per second under load, and filling a small buffer per draw cost
+ * a tenth of its CPU. Tokens and secrets still draw their own bytes (randomToken).
+ */
+const pool = Buffer.allocUnsafe(4096);
+let poolAt = pool.length;
+
+export function randomHex(bytes: number): string {
+  if (poolAt + bytes > pool.length) { randomFillSync(pool); poolAt = 0; }
+  const hex = pool.toString('hex', poolAt, poolAt + bytes);
+  poolAt += bytes;
+  return hex;
+}
+
 let lastMs = 0;
 let seq = 0;
 /**
@@ -44,7 +59,7 @@ let seq = 0;
 export function messageId(): string {
   const ms = Date.now();
   if (ms === lastMs) seq = (seq + 1) & 0x3fffff;
-  else { lastMs = ms; seq = randomBytes(2).readUInt16BE(0) & 0xfff; }
+  else { lastMs = ms; seq = parseInt(randomHex(2), 16) & 0xfff; }
   return ((BigInt(ms) << 22n) | BigInt(seq)).toString();
 }
 
@@ -63,7 +78,13 @@ export function randomDigits(n: number): string {
 }
 
 /** TikTok request ids look like "2024112812345678ABCDEF…": a UTC timestamp then hex. */
+let stampSecond = NaN;
+let stamp = '';
 export function requestId(nowMs: number): string {
-  const d = new Date(nowMs).toISOString().replace(/[-:T.Z]/g, '').slice(0, 14);
-  return d + randomBytes(9).toString('hex').toUpperCase();
+  const second = Math.floor(nowMs / 1000);
+  if (second !== stampSecond) {
+    stampSecond = second;
+    stamp = new Date(second * 1000).toISOString().replace(/[-:T.Z]/g, '').slice(0, 14);
+  }
+  return stamp + randomHex(9).toUpperCase();
 }

@@ -10,32 +10,44 @@ type Json = Record<string, unknown>;
 /** Where the emulator is reachable from the caller's side (base includes the mount prefix), and now. */
 export interface UrlBase { base: string; now: number }
 
-function parties(biz: BusinessRec, cust: CustomerRec, inbound: boolean): Json {
+/**
+ * The fields every customer-conversation webhook carries: from/to, from_user/to_user,
+ * unique_identifier (always the personal account, whichever way the message goes), the
+ * conversation, the time, is_follower and scene_type. Built field by field: the emulator writes
+ * one per send (its echo), and spreading partial objects cost a share of its CPU.
+ */
+function conversationContent(biz: BusinessRec, cust: CustomerRec, conversationId: string, timestamp: number, inbound: boolean): Json {
   const b = { id: biz.open_id, role: 'business_account' };
   const c = { id: cust.unique_identifier, role: 'personal_account' };
-  return inbound
-    ? { from: cust.username, to: biz.username, from_user: c, to_user: b }
-    : { from: biz.username, to: cust.username, from_user: b, to_user: c };
+  return {
+    from: inbound ? cust.username : biz.username,
+    to: inbound ? biz.username : cust.username,
+    from_user: inbound ? c : b,
+    to_user: inbound ? b : c,
+    unique_identifier: cust.unique_identifier,
+    conversation_id: conversationId,
+    timestamp,
+    is_follower: cust.is_follower,
+    scene_type: 0,
+  };
 }
 
-/** The type-specific block of a webhook message, keyed by the lower-case type. */
-function webhookBlock(msg: MessageRec): Json {
+/** The type-specific block of a webhook message (keyed by the lower-case type). */
+function webhookBlock(msg: MessageRec): unknown {
   switch (msg.type) {
-    case 'text': return { text: msg.text };
-    case 'image': return { image: msg.image };
+    case 'text': return msg.text;
+    case 'image': return msg.image;
     // Webhooks call the post id video_id; REST calls it item_id.
-    case 'share_post': return { share_post: { embed_url: msg.share_post?.embed_url, video_id: msg.share_post?.item_id } };
-    case 'video': return { video: msg.video };
-    case 'sticker': return { sticker: msg.sticker };
-    case 'emoji': return { emoji: msg.emoji };
+    case 'share_post': return { embed_url: msg.share_post?.embed_url, video_id: msg.share_post?.item_id };
+    case 'video': return msg.video;
+    case 'sticker': return msg.sticker;
+    case 'emoji': return msg.emoji;
     case 'template': {
       // The webhook nests elements[] and calls a button label `text`, unlike the flat send body.
       const t = msg.template!;
       return {
-        template: {
-          type: t.type.toLowerCase(),
-          elements: [{ title: t.title, buttons: t.buttons.map((b) => ({ text: b.title, type: b.type, id: b.id })) }],
-        },
+        type: t.type.toLowerCase(),
+        elements: [{ title: t.title, buttons: t.buttons.map((b) => ({ text: b.title, type: b.type, id: b.id })) }],
       };
     }
   }
@@ -43,19 +55,11 @@ function webhookBlock(msg: MessageRec): Json {
 
 /** `content` of im_receive_msg (customer → business) and im_send_msg (business → customer). */
 export function messageContent(biz: BusinessRec, cust: CustomerRec, msg: MessageRec): Json {
-  const content: Json = {
-    ...parties(biz, cust, msg.direction === 'inbound'),
-    // unique_identifier always names the personal account, whichever way the message goes.
-    unique_identifier: cust.unique_identifier,
-    conversation_id: msg.conversation_id,
-    message_id: msg.message_id,
-    timestamp: msg.timestamp,
-    type: msg.type,
-    is_follower: cust.is_follower,
-    scene_type: 0,
-    message_tag: { source: msg.source },
-    ...webhookBlock(msg),
-  };
+  const content = conversationContent(biz, cust, msg.conversation_id, msg.timestamp, msg.direction === 'inbound');
+  content['message_id'] = msg.message_id;
+  content['type'] = msg.type;
+  content['message_tag'] = { source: msg.source };
+  content[msg.type] = webhookBlock(msg);
   if (msg.referenced_message_info) content['referenced_message_info'] = msg.referenced_message_info;
   return content;
 }
@@ -69,28 +73,16 @@ export type ReferralInput = { source: 'ad'; ad: AdReferral } | { source: 'short_
 
 /** `content` of im_referral_msg: the common fields without message_id/type, plus `referral`. */
 export function referralContent(biz: BusinessRec, cust: CustomerRec, conv: ConversationRec, referral: ReferralInput, timestamp: number): Json {
-  return {
-    ...parties(biz, cust, true),
-    unique_identifier: cust.unique_identifier,
-    conversation_id: conv.conversation_id,
-    timestamp,
-    is_follower: cust.is_follower,
-    scene_type: 0,
-    referral,
-  };
+  const content = conversationContent(biz, cust, conv.conversation_id, timestamp, true);
+  content['referral'] = referral;
+  return content;
 }
 
 /** `content` of im_mark_read_msg: sent by the customer's side; a high-water mark in ms. */
 export function readContent(biz: BusinessRec, cust: CustomerRec, conv: ConversationRec, lastRead: number, now: number): Json {
-  return {
-    ...parties(biz, cust, true),
-    unique_identifier: cust.unique_identifier,
-    conversation_id: conv.conversation_id,
-    timestamp: now,
-    is_follower: cust.is_follower,
-    scene_type: 0,
-    read: { last_read_timestamp: lastRead },
-  };
+  const content = conversationContent(biz, cust, conv.conversation_id, now, true);
+  content['read'] = { last_read_timestamp: lastRead };
+  return content;
 }
 
 /** REST Participant. is_follower exists only on personal accounts (tiktok-api.md §2.4). */

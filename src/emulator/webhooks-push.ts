@@ -6,10 +6,10 @@
  * next attempt after the next configured delay, like TikTok's retries for up to 72 h. Every
  * attempt is re-signed with a fresh `t`, and the body is byte-identical across attempts.
  */
-import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { PushRec, StateStore, Stats } from './state.js';
-import { requestId } from './ids.js';
+import { randomHex, requestId } from './ids.js';
 import { HttpPoster } from '../webhooks/http-post.js';
 
 export interface PushConfig {
@@ -68,7 +68,7 @@ export class WebhookPusher {
       return Promise.resolve();
     }
     const rec: PushRec = {
-      id: randomBytes(12).toString('hex'),
+      id: randomHex(12),
       event,
       user_openid: userOpenId,
       create_time: Math.floor(this.deps.clock() / 1000),
