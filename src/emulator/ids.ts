@@ -77,9 +77,9 @@ export function randomDigits(n: number): string {
   return s;
 }
 
-/** TikTok request ids look like "2024112812345678ABCDEF…": a UTC timestamp then hex. */
 let stampSecond = NaN;
 let stamp = '';
+/** TikTok request ids look like "2024112812345678ABCDEF…": a UTC timestamp (to the second) then hex. */
 export function requestId(nowMs: number): string {
   const second = Math.floor(nowMs / 1000);
   if (second !== stampSecond) {
