@@ -152,13 +152,37 @@ export function emptyStats(): Stats {
   };
 }
 
+/**
+ * The next write waits at least this many times as long as the last serialization took. In sandbox
+ * mode the emulator runs in the gateway's process, and the state (conversations, every send) only
+ * grows: at 100,000 messages JSON.stringify takes about 150 ms, so a write every 150 ms would have
+ * kept the gateway's event loop busy half the time. With 20 the writes cost it at most about 5 %,
+ * and a crash loses at most that much more of the emulator's recent changes.
+ */
+export const WRITE_GAP_FACTOR = 20;
+const MAX_WRITE_GAP_MS = 60_000;
+
+/** How long a change waits before its state write: the debounce, or longer after slow serializations. */
+export function writeDelay(debounceMs: number, lastSerializeMs: number, gapFactor = WRITE_GAP_FACTOR): number {
+  return Math.max(debounceMs, Math.min(MAX_WRITE_GAP_MS, lastSerializeMs * gapFactor));
+}
+
 /** Owns the state object and its optional JSON file. */
 export class StateStore {
   data: StateData;
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> = Promise.resolve();
+  /** How long the last write's JSON.stringify took (ms): it sets the gap before the next. */
+  lastSerializeMs = 0;
+  /** Writes so far and the time their serializations took in all (bench/sandbox-state.ts). */
+  readonly written = { count: 0, serializeMs: 0 };
 
-  constructor(private readonly path: string | undefined, private readonly log: Logger, private readonly debounceMs = 150) {
+  constructor(
+    private readonly path: string | undefined,
+    private readonly log: Logger,
+    private readonly debounceMs = 150,
+    private readonly gapFactor = WRITE_GAP_FACTOR,
+  ) {
     this.data = path ? loadState(path, log) : emptyState();
   }
 
@@ -173,7 +197,7 @@ export class StateStore {
     this.timer = setTimeout(() => {
       this.timer = null;
       this.writing = this.writing.then(() => this.writeAsync()).catch((err: unknown) => this.log.error({ err }, 'emulator: state write failed'));
-    }, this.debounceMs);
+    }, writeDelay(this.debounceMs, this.lastSerializeMs, this.gapFactor));
     this.timer.unref();
   }
 
@@ -184,15 +208,24 @@ export class StateStore {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     mkdirSync(dirname(this.path), { recursive: true });
     const tmp = `${this.path}.tmp`;
-    writeFileSync(tmp, JSON.stringify(this.data));
+    writeFileSync(tmp, this.serialize());
     renameSync(tmp, this.path);
+  }
+
+  private serialize(): string {
+    const started = performance.now();
+    const text = JSON.stringify(this.data);
+    this.lastSerializeMs = performance.now() - started;
+    this.written.count++;
+    this.written.serializeMs += this.lastSerializeMs;
+    return text;
   }
 
   private async writeAsync(): Promise<void> {
     if (!this.path) return;
     await mkdir(dirname(this.path), { recursive: true });
     const tmp = `${this.path}.tmp`;
-    await writeFile(tmp, JSON.stringify(this.data));
+    await writeFile(tmp, this.serialize());
     await rename(tmp, this.path);
   }
 }
