@@ -41,4 +41,15 @@ describe('emulator state writes', () => {
     await store.flush();
     expect(JSON.parse(readFileSync(path, 'utf8')).webhooks['DIRECT_MESSAGE'].callback_url).toBe('http://127.0.0.1:1/hook');
   });
+
+  it('writes a reset state after the debounce, not after the gap the old state set', async () => {
+    const path = scratch();
+    const store = new StateStore(path, silent, 10);
+    store.lastSerializeMs = 1000;
+    store.data.webhooks['DIRECT_MESSAGE'] = { callback_url: 'http://127.0.0.1:1/hook' };
+    store.changed();
+    store.reset();
+    for (let i = 0; i < 200 && !existsSync(path); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(JSON.parse(readFileSync(path, 'utf8')).webhooks).toEqual({});
+  });
 });

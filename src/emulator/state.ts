@@ -154,10 +154,11 @@ export function emptyStats(): Stats {
 
 /**
  * The next write waits at least this many times as long as the last serialization took. In sandbox
- * mode the emulator runs in the gateway's process, and the state (conversations, every send) only
- * grows: at 100,000 messages JSON.stringify takes about 150 ms, so a write every 150 ms would have
- * kept the gateway's event loop busy half the time. With 20 the writes cost it at most about 5 %,
- * and a crash loses at most that much more of the emulator's recent changes.
+ * mode the emulator runs in the gateway's process, and its state (conversations, every send) only
+ * grows: at 100,000 messages JSON.stringify takes 170-200 ms, and with a write 150 ms after every
+ * change the gateway's event loop spent over a third of its time serializing (bench:sandbox-state).
+ * With 20 the writes cost it about 5 %; a crash can lose up to that gap of the emulator's latest
+ * changes (a clean stop flushes them).
  */
 export const WRITE_GAP_FACTOR = 20;
 const MAX_WRITE_GAP_MS = 60_000;
@@ -188,6 +189,9 @@ export class StateStore {
 
   reset(): void {
     this.data = emptyState();
+    // The blank state is small: written after the debounce, not after the old state's gap.
+    this.lastSerializeMs = 0;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     this.changed();
   }
 
