@@ -7,10 +7,10 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { EmulatorContext } from './context.js';
 import { invalidParam, TikTokError } from './envelope.js';
-import { appendMessage, conversationParties, noteBusinessMessage } from './directory.js';
+import { appendMessage, conversationParties, noteBusinessMessage, storeMedia } from './directory.js';
 import { body, externalBase, query, runAfterResponse, str, tiktokRoute } from './http.js';
 import { mediaId as newMediaId, messageId as newMessageId } from './ids.js';
-import { detectImageType, generatePng, MAX_UPLOAD_BYTES } from './media.js';
+import { detectImageType, generatePng, MAX_UPLOAD_BYTES, MEDIA_TTL_MS } from './media.js';
 import {
   checkDailyCap, checkWindow, QPS_MESSAGE, RuleViolation, validateOutbound, type WindowPolicy,
 } from './messaging-rules.js';
@@ -20,7 +20,6 @@ import { blocksImages } from './regions.js';
 import type { BusinessRec, ConversationRec, MessageRec } from './state.js';
 import { jsonStringArray } from './api-business.js';
 
-const MEDIA_TTL_MS = 30 * 86_400_000;       // uploaded media_id lives 30 days
 const DOWNLOAD_URL_TTL_S = 86_400;          // download_url lives 24 h
 const HISTORY_MS = 90 * 86_400_000;         // conversation/list covers 90 days
 const CONTENT_LIST_LIMIT = 20;              // content/list returns the 20 latest messages
@@ -142,7 +141,7 @@ export function registerMessagingRoutes(app: FastifyInstance, ctx: EmulatorConte
     if (!mime) throw new RuleViolation('content', 40908, 'Unsupported file type. Only JPG and PNG images are accepted.');
     const id = newMediaId();
     const now = ctx.clock();
-    ctx.store.data.media[id] = { media_id: id, business_id: biz.open_id, mime, data_b64: file.toString('base64'), created_at: now, expires_at: now + MEDIA_TTL_MS };
+    storeMedia(ctx.store.data, { media_id: id, business_id: biz.open_id, mime, data_b64: file.toString('base64'), created_at: now, expires_at: now + MEDIA_TTL_MS }, now);
     ctx.store.changed();
     return { media_id: id };
   });
@@ -162,7 +161,8 @@ export function registerMessagingRoutes(app: FastifyInstance, ctx: EmulatorConte
     const id = str(b['media_id']);
     if (!id) throw invalidParam('media_id', 'is required');
     if (carried !== id) throw invalidParam('media_id');
-    if (!ctx.store.data.media[id]) throw new TikTokError(40007);
+    const stored = ctx.store.data.media[id];
+    if (!stored || stored.expires_at <= ctx.clock()) throw new TikTokError(40007);
     const expires = String(Math.floor(ctx.clock() / 1000) + DOWNLOAD_URL_TTL_S);
     const url = `${externalBase(app, req)}/_media/${encodeURIComponent(id)}?x-expires=${expires}&x-signature=${mediaSignature(ctx, id, expires)}`;
     return { download_url: url };

@@ -8,11 +8,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { EmulatorContext, RuntimeConfig } from './context.js';
 import {
   appendMessage, conversationParties, ensureConversation, findBusiness, findCustomer, noteBusinessMessage,
-  noteCustomerMessage, upsertBusiness, upsertCustomer,
+  noteCustomerMessage, storeMedia, upsertBusiness, upsertCustomer,
 } from './directory.js';
 import { body, externalBase, normalizeEndpoint, query, str } from './http.js';
 import { mediaId as newMediaId, messageId as newMessageId, randomDigits } from './ids.js';
-import { detectImageType, generatePng } from './media.js';
+import { detectImageType, generatePng, MEDIA_TTL_MS } from './media.js';
 import { checkWindow, RuleViolation, windowState } from './messaging-rules.js';
 import { expireAccessTokens, revokeAllTokens } from './oauth.js';
 import { euStrippedContent, messageContent, readContent, referralContent, type ReferralInput } from './payloads.js';
@@ -187,20 +187,20 @@ export function registerControlRoutes(app: FastifyInstance, ctx: EmulatorContext
         const data = str(obj(b['image'])?.['data_base64']);
         const bytes = data ? Buffer.from(data, 'base64') : generatePng(msg.message_id, 32);
         const id = newMediaId();
-        ctx.store.data.media[id] = {
+        storeMedia(ctx.store.data, {
           media_id: id, business_id: biz.open_id, mime: detectImageType(bytes) ?? 'application/octet-stream',
-          data_b64: bytes.toString('base64'), created_at: now, expires_at: now + 30 * 86_400_000,
-        };
+          data_b64: bytes.toString('base64'), created_at: now, expires_at: now + MEDIA_TTL_MS,
+        }, now);
         msg.image = { media_id: id };
         break;
       }
       case 'video': {
         // No real video: a few placeholder bytes so media/download has something to serve.
         const id = newMediaId();
-        ctx.store.data.media[id] = {
+        storeMedia(ctx.store.data, {
           media_id: id, business_id: biz.open_id, mime: 'video/mp4', data_b64: Buffer.from('emulator video').toString('base64'),
-          created_at: now, expires_at: now + 30 * 86_400_000,
-        };
+          created_at: now, expires_at: now + MEDIA_TTL_MS,
+        }, now);
         msg.video = { media_id: id };
         break;
       }

@@ -6,7 +6,7 @@ import type { EmulatorContext } from './context.js';
 import { businessOpenId, conversationId, customerUniqueId } from './ids.js';
 import { recordDailyReply } from './messaging-rules.js';
 import { normalizeRegion } from './regions.js';
-import { MAX_MESSAGES_PER_CONVERSATION, type BusinessRec, type ConversationRec, type CustomerRec, type MessageRec } from './state.js';
+import { MAX_MESSAGES_PER_CONVERSATION, type BusinessRec, type ConversationRec, type CustomerRec, type MediaRec, type MessageRec, type StateData } from './state.js';
 
 export interface BusinessInput { username: string; region?: unknown; display_name?: unknown; followers_count?: unknown }
 export interface CustomerInput { username: string; region?: unknown; display_name?: unknown; is_follower?: unknown }
@@ -107,4 +107,14 @@ export function noteBusinessMessage(ctx: EmulatorContext, conv: ConversationRec,
   conv.business_replied = true;
   recordDailyReply(ctx.store.data.daily, conv.business_id, conv.conversation_id, now);
   ctx.store.changed();
+}
+
+/**
+ * Stores a media record (an upload, a customer's image or video) and drops those past their 30 days:
+ * TikTok no longer serves them, and in sandbox mode each one (base64, up to 4 MB) would otherwise be
+ * rewritten with the state file for good.
+ */
+export function storeMedia(data: StateData, rec: MediaRec, now: number): void {
+  for (const id in data.media) if (data.media[id]!.expires_at <= now) delete data.media[id];
+  data.media[rec.media_id] = rec;
 }

@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
 
 export const MAX_UPLOAD_BYTES = 3 * 1024 * 1024;
+/** A media_id (an upload, a customer's image or video) lives 30 days (tiktok-api.md §1). */
+export const MEDIA_TTL_MS = 30 * 86_400_000;
 
 /** 'image/jpeg' | 'image/png' by magic bytes, or null. */
 export function detectImageType(buf: Buffer): 'image/jpeg' | 'image/png' | null {

@@ -195,6 +195,20 @@ describe('media', () => {
     expect(ok.headers.get('content-type')).toBe('image/png');
     expect(Buffer.from(await ok.arrayBuffer()).subarray(1, 4).toString()).toBe('PNG');
   });
+
+  it('answers 40007 for a media_id past its 30 days', async () => {
+    const { conversation_id: cv, message_id } = await dm('old_pic', { type: 'image' });
+    const hook = await sink.waitFor((r) => r.content['message_id'] === message_id);
+    const mediaId = (hook.content['image'] as { media_id: string }).media_id;
+    const download = (token: string) => api(emu.url, 'POST', 'business/message/media/download/', {
+      token, body: { business_id: biz.openId, conversation_id: cv, message_id, media_id: mediaId, media_type: 'IMAGE' },
+    });
+    now = T0 + 29 * 24 * H;
+    const later = await connectBusiness(emu.url, APP, SECRET, 'acme_shop'); // a token that outlives the media
+    expect((await download(later.accessToken)).code).toBe(0);
+    now = T0 + 30 * 24 * H;
+    expect((await download(later.accessToken)).code).toBe(40007);
+  });
 });
 
 describe('echoes, sent log, lists', () => {

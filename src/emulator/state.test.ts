@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { StateStore, writeDelay } from './state.js';
+import { storeMedia } from './directory.js';
+import { emptyState, StateStore, writeDelay } from './state.js';
 
 const silent = pino({ level: 'silent' });
 const dirs: string[] = [];
@@ -51,5 +52,16 @@ describe('emulator state writes', () => {
     store.reset();
     for (let i = 0; i < 200 && !existsSync(path); i++) await new Promise((r) => setTimeout(r, 25));
     expect(JSON.parse(readFileSync(path, 'utf8')).webhooks).toEqual({});
+  });
+});
+
+describe('emulator media records', () => {
+  it('drop those past their expiry when another is stored', () => {
+    const data = emptyState();
+    const media = (id: string, expires: number) => ({ media_id: id, business_id: 'b', mime: 'image/png', data_b64: 'AA==', created_at: 0, expires_at: expires });
+    storeMedia(data, media('old', 100), 50);
+    storeMedia(data, media('kept', 300), 60);
+    storeMedia(data, media('new', 400), 200);
+    expect(Object.keys(data.media).sort()).toEqual(['kept', 'new']);
   });
 });
