@@ -9,8 +9,8 @@ import type { EmulatorContext } from './context.js';
 import { invalidParam, TikTokError } from './envelope.js';
 import { appendMessage, conversationParties, noteBusinessMessage, storeMedia } from './directory.js';
 import { body, externalBase, query, runAfterResponse, str, tiktokRoute } from './http.js';
-import { mediaId as newMediaId, messageId as newMessageId } from './ids.js';
-import { detectImageType, generatePng, MAX_UPLOAD_BYTES, MEDIA_TTL_MS } from './media.js';
+import { messageId as newMessageId } from './ids.js';
+import { detectImageType, generatePng, MAX_UPLOAD_BYTES } from './media.js';
 import {
   checkDailyCap, checkWindow, QPS_MESSAGE, RuleViolation, validateOutbound, type WindowPolicy,
 } from './messaging-rules.js';
@@ -139,9 +139,7 @@ export function registerMessagingRoutes(app: FastifyInstance, ctx: EmulatorConte
     if (truncated) throw new RuleViolation('content', 40907, 'The file size exceeds the limit (3 MB).');
     const mime = detectImageType(file);
     if (!mime) throw new RuleViolation('content', 40908, 'Unsupported file type. Only JPG and PNG images are accepted.');
-    const id = newMediaId();
-    const now = ctx.clock();
-    storeMedia(ctx.store.data, { media_id: id, business_id: biz.open_id, mime, data_b64: file.toString('base64'), created_at: now, expires_at: now + MEDIA_TTL_MS }, now);
+    const id = storeMedia(ctx.store.data, { business_id: biz.open_id, mime, data_b64: file.toString('base64') }, ctx.clock());
     ctx.store.changed();
     return { media_id: id };
   });

@@ -11,8 +11,8 @@ import {
   noteCustomerMessage, storeMedia, upsertBusiness, upsertCustomer,
 } from './directory.js';
 import { body, externalBase, normalizeEndpoint, query, str } from './http.js';
-import { mediaId as newMediaId, messageId as newMessageId, randomDigits } from './ids.js';
-import { detectImageType, generatePng, MEDIA_TTL_MS } from './media.js';
+import { messageId as newMessageId, randomDigits } from './ids.js';
+import { detectImageType, generatePng } from './media.js';
 import { checkWindow, RuleViolation, windowState } from './messaging-rules.js';
 import { expireAccessTokens, revokeAllTokens } from './oauth.js';
 import { euStrippedContent, messageContent, readContent, referralContent, type ReferralInput } from './payloads.js';
@@ -186,20 +186,16 @@ export function registerControlRoutes(app: FastifyInstance, ctx: EmulatorContext
       case 'image': {
         const data = str(obj(b['image'])?.['data_base64']);
         const bytes = data ? Buffer.from(data, 'base64') : generatePng(msg.message_id, 32);
-        const id = newMediaId();
-        storeMedia(ctx.store.data, {
-          media_id: id, business_id: biz.open_id, mime: detectImageType(bytes) ?? 'application/octet-stream',
-          data_b64: bytes.toString('base64'), created_at: now, expires_at: now + MEDIA_TTL_MS,
+        const id = storeMedia(ctx.store.data, {
+          business_id: biz.open_id, mime: detectImageType(bytes) ?? 'application/octet-stream', data_b64: bytes.toString('base64'),
         }, now);
         msg.image = { media_id: id };
         break;
       }
       case 'video': {
         // No real video: a few placeholder bytes so media/download has something to serve.
-        const id = newMediaId();
-        storeMedia(ctx.store.data, {
-          media_id: id, business_id: biz.open_id, mime: 'video/mp4', data_b64: Buffer.from('emulator video').toString('base64'),
-          created_at: now, expires_at: now + MEDIA_TTL_MS,
+        const id = storeMedia(ctx.store.data, {
+          business_id: biz.open_id, mime: 'video/mp4', data_b64: Buffer.from('emulator video').toString('base64'),
         }, now);
         msg.video = { media_id: id };
         break;

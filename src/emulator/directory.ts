@@ -3,7 +3,8 @@
  * lookup by username or id.
  */
 import type { EmulatorContext } from './context.js';
-import { businessOpenId, conversationId, customerUniqueId } from './ids.js';
+import { businessOpenId, conversationId, customerUniqueId, mediaId } from './ids.js';
+import { MEDIA_TTL_MS } from './media.js';
 import { recordDailyReply } from './messaging-rules.js';
 import { normalizeRegion } from './regions.js';
 import { MAX_MESSAGES_PER_CONVERSATION, type BusinessRec, type ConversationRec, type CustomerRec, type MediaRec, type MessageRec, type StateData } from './state.js';
@@ -110,11 +111,13 @@ export function noteBusinessMessage(ctx: EmulatorContext, conv: ConversationRec,
 }
 
 /**
- * Stores a media record (an upload, a customer's image or video) and drops those past their 30 days:
- * TikTok no longer serves them, and in sandbox mode each one (base64, up to 4 MB) would otherwise be
- * rewritten with the state file for good.
+ * Stores new media (an upload, a customer's image or video) for its 30 days and returns its
+ * media_id; drops those past theirs: TikTok no longer serves them, and in sandbox mode each one
+ * (base64, up to 4 MB) would otherwise be rewritten with the state file for good.
  */
-export function storeMedia(data: StateData, rec: MediaRec, now: number): void {
+export function storeMedia(data: StateData, media: Pick<MediaRec, 'business_id' | 'mime' | 'data_b64'>, now: number): string {
   for (const id in data.media) if (data.media[id]!.expires_at <= now) delete data.media[id];
-  data.media[rec.media_id] = rec;
+  const id = mediaId();
+  data.media[id] = { media_id: id, ...media, created_at: now, expires_at: now + MEDIA_TTL_MS };
+  return id;
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { storeMedia } from './directory.js';
+import { MEDIA_TTL_MS } from './media.js';
 import { emptyState, StateStore, writeDelay } from './state.js';
 
 const silent = pino({ level: 'silent' });
@@ -56,12 +57,13 @@ describe('emulator state writes', () => {
 });
 
 describe('emulator media records', () => {
-  it('drop those past their expiry when another is stored', () => {
+  it('live 30 days, and those past theirs are dropped when another is stored', () => {
     const data = emptyState();
-    const media = (id: string, expires: number) => ({ media_id: id, business_id: 'b', mime: 'image/png', data_b64: 'AA==', created_at: 0, expires_at: expires });
-    storeMedia(data, media('old', 100), 50);
-    storeMedia(data, media('kept', 300), 60);
-    storeMedia(data, media('new', 400), 200);
-    expect(Object.keys(data.media).sort()).toEqual(['kept', 'new']);
+    const media = { business_id: 'b', mime: 'image/png', data_b64: 'AA==' };
+    const old = storeMedia(data, media, 0);
+    const kept = storeMedia(data, media, 10);
+    expect(data.media[old]).toMatchObject({ media_id: old, ...media, created_at: 0, expires_at: MEDIA_TTL_MS });
+    const added = storeMedia(data, media, MEDIA_TTL_MS);
+    expect(Object.keys(data.media).sort()).toEqual([kept, added].sort());
   });
 });
