@@ -96,6 +96,20 @@ function buildValidator(externalSchemas: Record<string, object> = {}) {
   return ({ schema, httpPart }: { schema: object; httpPart?: string }) => (httpPart === 'body' ? body : text).compile(schema);
 }
 
+/**
+ * The values a closed field allows, when that is what failed: Ajv says only "must be equal to one
+ * of the allowed values" (an enum), or, for a union of literals (`type`: text, image, …), "must be
+ * equal to constant" once per literal and then that the anyOf failed.
+ */
+function allowedValues(errors: NonNullable<FastifyError['validation']>): string[] | null {
+  if (errors[0]?.keyword === 'enum') return ((errors[0].params as { allowedValues?: unknown[] }).allowedValues ?? []).map(String);
+  const last = errors[errors.length - 1];
+  const consts = errors.slice(0, -1);
+  if (last?.keyword !== 'anyOf' || !consts.length) return null;
+  if (!consts.every((e) => e.keyword === 'const' && e.instancePath === last.instancePath)) return null;
+  return consts.map((e) => String((e.params as { allowedValue?: unknown }).allowedValue));
+}
+
 function toApiError(err: FastifyError | ApiError): ApiError {
   if (err instanceof ApiError) return err;
   if (databaseUnavailable(err)) return databaseUnavailableError();
@@ -103,6 +117,8 @@ function toApiError(err: FastifyError | ApiError): ApiError {
   if (fe.validation) {
     const first = fe.validation[0];
     const field = first ? `${fe.validationContext ?? 'body'}${first.instancePath.replace(/\//g, '.')}` : undefined;
+    const allowed = allowedValues(fe.validation);
+    if (first && allowed) return new ApiError('invalid_request', `${fe.validationContext ?? 'body'}${first.instancePath} must be one of: ${allowed.join(', ')}`, { field, rule: 'enum', allowed });
     return new ApiError('invalid_request', fe.message, field ? { field, rule: first?.keyword } : {});
   }
   switch (fe.statusCode) {
