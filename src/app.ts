@@ -97,6 +97,18 @@ function buildValidator(externalSchemas: Record<string, object> = {}) {
 }
 
 /**
+ * The field a schema error is about, named as the route handlers' own checks name theirs, and as
+ * the caller wrote it: `template.buttons[0].title`, `limit`. Ajv reports a missing property at its
+ * parent object; this names the property itself.
+ */
+function fieldOf(error: NonNullable<FastifyError['validation']>[number]): string | undefined {
+  const path = error.instancePath.split('/').slice(1);
+  if (error.keyword === 'required') path.push(String((error.params as { missingProperty?: unknown }).missingProperty));
+  const field = path.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i ? `.${p}` : p)).join('');
+  return field || undefined;
+}
+
+/**
  * The values a closed field allows, when that is what failed: Ajv says only "must be equal to one
  * of the allowed values" (an enum), or, for a union of literals (`type`: text, image, …), "must be
  * equal to constant" once per literal and then that the anyOf failed.
@@ -116,10 +128,10 @@ function toApiError(err: FastifyError | ApiError): ApiError {
   const fe = err as FastifyError;
   if (fe.validation) {
     const first = fe.validation[0];
-    const field = first ? `${fe.validationContext ?? 'body'}${first.instancePath.replace(/\//g, '.')}` : undefined;
+    const field = first ? fieldOf(first) : undefined;
     const allowed = allowedValues(fe.validation);
-    if (first && allowed) return new ApiError('invalid_request', `${fe.validationContext ?? 'body'}${first.instancePath} must be one of: ${allowed.join(', ')}`, { field, rule: 'enum', allowed });
-    return new ApiError('invalid_request', fe.message, field ? { field, rule: first?.keyword } : {});
+    if (first && allowed) return new ApiError('invalid_request', `${field ?? fe.validationContext ?? 'body'} must be one of: ${allowed.join(', ')}`, { field, rule: 'enum', allowed });
+    return new ApiError('invalid_request', fe.message, first ? { ...(field ? { field } : {}), rule: first.keyword } : {});
   }
   switch (fe.statusCode) {
     case 413: return new ApiError('payload_too_large', 'the request body is too large');

@@ -47,9 +47,12 @@ describe('reply rules are enforced before TikTok is called', () => {
     await refused({ type: 'text', text: 'hi', share_post: { item_id: '1' } }, 'invalid_request', 400);
     await refused({ type: 'image' }, 'invalid_request', 400);
     await refused({ type: 'image', image: { url: 'http://x.test/a.png', data_base64: 'AAAA' } }, 'invalid_request', 400);
+    // A missing property is named itself, not its parent.
+    const noTitle = await refused({ type: 'template', template: { buttons: [{ title: 'Yes' }] } }, 'invalid_request', 400);
+    expect(noTitle.details).toEqual({ field: 'template.title', rule: 'required' });
     const unknownType = await refused({ type: 'voice' }, 'invalid_request', 400);
-    expect(unknownType.message).toBe('body/type must be one of: text, image, share_post, template');
-    expect(unknownType.details).toEqual({ field: 'body.type', rule: 'enum', allowed: ['text', 'image', 'share_post', 'template'] });
+    expect(unknownType.message).toBe('type must be one of: text, image, share_post, template');
+    expect(unknownType.details).toEqual({ field: 'type', rule: 'enum', allowed: ['text', 'image', 'share_post', 'template'] });
   });
 
   it('images: JPG or PNG by content, at most 3 MB', async () => {

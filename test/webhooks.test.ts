@@ -138,9 +138,9 @@ describe('webhook endpoints API', () => {
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe('invalid_request');
     // The answer names the event types there are.
-    expect(bad.body.error.details).toMatchObject({ field: 'body.events.0', rule: 'enum' });
+    expect(bad.body.error.details).toMatchObject({ field: 'events[0]', rule: 'enum' });
     expect(bad.body.error.details.allowed).toEqual(expect.arrayContaining(['*', 'message.received', 'message.status']));
-    expect(bad.body.error.message).toMatch(/^body\/events\/0 must be one of: .*message\.received/);
+    expect(bad.body.error.message).toMatch(/^events\[0\] must be one of: .*message\.received/);
     const none = await gw.api('POST', '/v1/webhook-endpoints', { url: 'http://127.0.0.1:9/x', events: [] });
     expect(none.status).toBe(400);
     const ftp = await gw.api('POST', '/v1/webhook-endpoints', { url: 'ftp://example.com/x', events: ['*'] });
