@@ -58,4 +58,38 @@ describe('request duration metrics', () => {
     expect(after.inf).toBe(after.count);
     expect(after.sum).toBeGreaterThan(before.sum);
   });
+
+  it('reports each queue\'s depth and the age of its oldest item (what an operator alerts on)', async () => {
+    const gauge = async (name: string, labels = '') => {
+      const text = (await series()).text;
+      const m = new RegExp(`^${name}${labels ? `\\{${labels}\\}` : ''} ([0-9.e+-]+)$`, 'm').exec(text);
+      return m ? Number(m[1]) : null;
+    };
+    // Nothing waits yet: the ages are 0 and no reply status has a series.
+    expect(await gauge('dmgate_inbound_oldest_age_seconds')).toBe(0);
+    expect(await gauge('dmgate_deliveries_oldest_age_seconds')).toBe(0);
+    expect(await gauge('dmgate_outbound_oldest_age_seconds', 'status="held"')).toBeNull();
+
+    // A subscriber that is down: its deliveries wait for their retries.
+    const endpoint = await gw.api('POST', '/v1/webhook-endpoints', { url: 'http://127.0.0.1:9/down', events: ['message.received'] });
+    expect(endpoint.status).toBe(201);
+    await gw.connect('metrics_queue_shop');
+    const conv = await customerWrites(gw, 'metrics_queue_shop', 'metrics_waiting_buyer');
+    // A revoked token: the account's replies are held until it is connected again.
+    await gw.control('tokens/revoke', { business: 'metrics_queue_shop' });
+    const accepted = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'held for a while' });
+    expect(accepted.status).toBe(202);
+    await waitStatus(gw, accepted.body.id, 'held');
+    const acceptedAt = Date.parse(accepted.body.created_at);
+    await new Promise((r) => setTimeout(r, 50));
+
+    const before = Date.now();
+    const heldAge = await gauge('dmgate_outbound_oldest_age_seconds', 'status="held"');
+    const after = Date.now();
+    expect(await gauge('dmgate_outbound_queued', 'status="held"')).toBe(1);
+    expect(heldAge).toBeGreaterThanOrEqual((before - acceptedAt) / 1000 - 0.001);
+    expect(heldAge).toBeLessThanOrEqual((after - acceptedAt) / 1000 + 0.001);
+    expect(await gauge('dmgate_deliveries_pending')).toBeGreaterThanOrEqual(1);
+    expect(await gauge('dmgate_deliveries_oldest_age_seconds')).toBeGreaterThan(0);
+  });
 });

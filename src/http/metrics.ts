@@ -43,29 +43,57 @@ export class Metrics {
   constructor(ctx: AppContext) {
     collectDefaultMetrics({ register: this.registry, prefix: 'dmgate_' });
     const db = ctx.database.db;
-    const count = async (q: Promise<{ n: number | string | bigint } | undefined>) => Number((await q)?.n ?? 0);
+    const registers = [this.registry];
+    const ageSeconds = (oldest: unknown) => (oldest === null || oldest === undefined ? 0 : Math.max(0, (ctx.clock() - Number(oldest)) / 1000));
+
+    const inbound = shared(() => db.selectFrom('inbound_events').select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.min('received_at').as('oldest')])
+      .where(inboundPending()).executeTakeFirst());
     new Gauge({
-      name: 'dmgate_inbound_backlog', help: 'Stored provider webhooks not yet processed', registers: [this.registry],
-      async collect() { this.set(await count(db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<number>().as('n')).where(inboundPending()).executeTakeFirst())); },
+      name: 'dmgate_inbound_backlog', help: 'Stored provider webhooks not yet processed', registers,
+      async collect() { this.set(Number((await inbound())?.n ?? 0)); },
     });
     new Gauge({
-      name: 'dmgate_deliveries_pending', help: 'Webhook deliveries waiting or in flight', registers: [this.registry],
-      async collect() { this.set(await count(db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where(deliveryActive()).executeTakeFirst())); },
+      name: 'dmgate_inbound_oldest_age_seconds', help: 'Age of the oldest stored provider webhook not yet processed (0 when none)', registers,
+      async collect() { this.set(ageSeconds((await inbound())?.oldest)); },
+    });
+
+    const deliveries = shared(() => db.selectFrom('deliveries').select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.min('created_at').as('oldest')])
+      .where(deliveryActive()).executeTakeFirst());
+    new Gauge({
+      name: 'dmgate_deliveries_pending', help: 'Webhook deliveries waiting or in flight', registers,
+      async collect() { this.set(Number((await deliveries())?.n ?? 0)); },
     });
     new Gauge({
-      name: 'dmgate_deliveries_dead_lettered', help: 'Webhook deliveries that exhausted their retries', registers: [this.registry],
-      async collect() { this.set(await count(db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where(deliveryFailed()).executeTakeFirst())); },
+      name: 'dmgate_deliveries_oldest_age_seconds', help: 'Age of the oldest webhook delivery waiting or in flight (0 when none)', registers,
+      async collect() { this.set(ageSeconds((await deliveries())?.oldest)); },
     });
     new Gauge({
-      name: 'dmgate_outbound_queued', help: 'Replies queued or held', labelNames: ['status'], registers: [this.registry],
+      name: 'dmgate_deliveries_dead_lettered', help: 'Webhook deliveries that exhausted their retries', registers,
+      async collect() { this.set(Number((await db.selectFrom('deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where(deliveryFailed()).executeTakeFirst())?.n ?? 0)); },
+    });
+
+    const outbound = shared(() => db.selectFrom('messages').select((eb) => ['status', eb.fn.countAll<number>().as('n'), eb.fn.min('created_at').as('oldest')])
+      .where(isPending()).groupBy('status').execute());
+    new Gauge({
+      name: 'dmgate_outbound_queued', help: 'Replies queued, being sent or held, by status', labelNames: ['status'], registers,
       async collect() {
-        const rows = await db.selectFrom('messages').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).where(isPending()).groupBy('status').execute();
+        const rows = await outbound();
         this.reset();
         for (const r of rows) this.set({ status: r.status }, Number(r.n));
       },
     });
     new Gauge({
-      name: 'dmgate_accounts', help: 'Connected accounts by status', labelNames: ['status'], registers: [this.registry],
+      name: 'dmgate_outbound_oldest_age_seconds', labelNames: ['status'], registers,
+      help: 'Age of the oldest reply queued, being sent or held, by status, since it was accepted (no series for a status with none)',
+      async collect() {
+        const rows = await outbound();
+        this.reset();
+        for (const r of rows) this.set({ status: r.status }, ageSeconds(r.oldest));
+      },
+    });
+
+    new Gauge({
+      name: 'dmgate_accounts', help: 'Connected accounts by status', labelNames: ['status'], registers,
       async collect() {
         const rows = await db.selectFrom('accounts').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('status').execute();
         this.reset();
@@ -73,6 +101,15 @@ export class Metrics {
       },
     });
   }
+}
+
+/**
+ * One read per scrape for gauges over the same rows: the registry collects every metric at once,
+ * so a call made while the read runs shares it.
+ */
+function shared<T>(read: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | null = null;
+  return () => (running ??= read().finally(() => { running = null; }));
 }
 
 export function metricsRoutes(metrics: Metrics): FastifyPluginAsync {
