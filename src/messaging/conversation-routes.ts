@@ -149,7 +149,7 @@ export function conversationRoutes(ctx: AppContext): FastifyPluginAsync {
     app.post('/conversations/:id/assign', {
       schema: {
         tags: ['conversations'], summary: 'Assign to a user (default: the caller when signed in); assignee_id null unassigns', params: IdParams,
-        body: Type.Optional(Type.Object({ assignee_id: Type.Optional(Nullable(Type.String())) })),
+        body: Type.Optional(Type.Object({ assignee_id: Type.Optional(Nullable(Type.String())) }, { additionalProperties: false })),
         response: { 200: Type.Ref(ConversationSchema), ...errorResponses(400, 401, 404) },
       },
     }, workflow('assign'));
