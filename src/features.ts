@@ -15,23 +15,27 @@ import { userRoutes } from './auth/user-routes.js';
 import { apiKeyRoutes } from './auth/api-key-routes.js';
 import { staticRoutes } from './http/static.js';
 import type { RawRoutes } from './http/raw-routes.js';
+import { refuseNul } from './http/no-nul.js';
 
 /** Every feature's routes: public ones at the root, the API behind authentication under /v1. */
 export async function registerFeatures(app: FastifyInstance, ctx: AppContext, keys: ApiKeyVerifier, raw: RawRoutes): Promise<void> {
   await app.register(tiktokWebhookRoutes(ctx, raw));
-  await app.register(connectRoutes(ctx, keys));
-  await app.register(authRoutes(ctx));
-  await app.register(async (v1) => {
-    v1.addHook('onRequest', authenticate(ctx, keys));
-    await v1.register(accountRoutes(ctx));
-    await v1.register(endpointRoutes(ctx));
-    await v1.register(eventRoutes(ctx));
-    await v1.register(conversationRoutes(ctx));
-    await v1.register(mediaRoutes(ctx));
-    await v1.register(contactRoutes(ctx));
-    await v1.register(userRoutes(ctx));
-    await v1.register(apiKeyRoutes(ctx, keys));
-  }, { prefix: '/v1' });
+  await app.register(async (api) => {
+    api.addHook('preValidation', refuseNul);
+    await api.register(connectRoutes(ctx, keys));
+    await api.register(authRoutes(ctx));
+    await api.register(async (v1) => {
+      v1.addHook('onRequest', authenticate(ctx, keys));
+      await v1.register(accountRoutes(ctx));
+      await v1.register(endpointRoutes(ctx));
+      await v1.register(eventRoutes(ctx));
+      await v1.register(conversationRoutes(ctx));
+      await v1.register(mediaRoutes(ctx));
+      await v1.register(contactRoutes(ctx));
+      await v1.register(userRoutes(ctx));
+      await v1.register(apiKeyRoutes(ctx, keys));
+    }, { prefix: '/v1' });
+  });
   // The inbox (web/dist) at `/`, with the single-page-app fallback outside the API prefixes.
   await app.register(staticRoutes());
 }

@@ -11,6 +11,7 @@ import { applyProviderEvent, preloadBatch, type BatchKeys } from './apply.js';
 import { inboundPending } from './inbound-log.js';
 import { fetchRecentMessages } from './sync.js';
 import type { Worker } from '../runtime.js';
+import { parseTiktokJson } from '../providers/tiktok/json.js';
 
 const BATCH = 100;
 /**
@@ -104,7 +105,7 @@ async function loadAccounts(ctx: AppContext, rows: Row[]): Promise<Map<string, A
 
 function decode(row: StoredRow): ProviderEvent[] {
   try {
-    return decodeTiktokWebhook(JSON.parse(row.body) as TiktokEnvelope);
+    return decodeTiktokWebhook(parseTiktokJson(row.body) as TiktokEnvelope);
   } catch {
     return [{ kind: 'ignored', businessId: row.business_id, reason: 'stored body is not JSON' }];
   }

@@ -1,5 +1,6 @@
 import { TiktokApiError, TiktokNetworkError } from './errors.js';
 import { JsonTransport } from './json-transport.js';
+import { parseTiktokJson } from './json.js';
 
 const transport = new JsonTransport();
 
@@ -82,7 +83,7 @@ export class TiktokClient {
     if (status >= 500 || status === 429) throw new TiktokNetworkError(`HTTP ${status}`, path);
     if (status >= 300 && status < 400) throw new TiktokNetworkError(`HTTP ${status}: redirects are not followed`, path);
     let env: Envelope<T>;
-    try { env = JSON.parse(text) as Envelope<T>; } catch { throw new TiktokNetworkError(`HTTP ${status}, not JSON`, path); }
+    try { env = parseTiktokJson(text) as Envelope<T>; } catch { throw new TiktokNetworkError(`HTTP ${status}, not JSON`, path); }
     if (typeof env.code !== 'number') throw new TiktokNetworkError(`HTTP ${status}, no envelope`, path);
     if (env.code !== 0) throw new TiktokApiError(env.code, env.message ?? '', env.request_id ?? null, path);
     return env.data;

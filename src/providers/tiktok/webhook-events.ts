@@ -2,6 +2,7 @@ import { sha256Hex } from '../../core/crypto.js';
 import type { Referral } from '../../events/types.js';
 import type { InboundEnvelope, ProviderEvent, ProviderMessage, ProviderUser } from '../types.js';
 import type { RestMessage, RestParticipant } from './api-client.js';
+import { parseTiktokJson } from './json.js';
 
 /** TikTok's webhook body. `content` is a JSON *string* and must be parsed a second time. */
 export interface TiktokEnvelope {
@@ -45,7 +46,7 @@ export class MalformedWebhook extends Error {}
 export function readEnvelope(raw: Buffer, text: string = raw.toString('utf8')): { envelope: TiktokEnvelope; meta: InboundEnvelope } {
   let envelope: TiktokEnvelope;
   try {
-    envelope = JSON.parse(text) as TiktokEnvelope;
+    envelope = parseTiktokJson(text) as TiktokEnvelope;
   } catch {
     throw new MalformedWebhook('the body is not valid JSON');
   }
@@ -53,7 +54,7 @@ export function readEnvelope(raw: Buffer, text: string = raw.toString('utf8')): 
   const eventType = typeof envelope.event === 'string' ? envelope.event : 'unknown';
   let messageId: string | undefined;
   if (typeof envelope.content === 'string' && envelope.content.includes('"message_id"')) {
-    try { messageId = (JSON.parse(envelope.content) as TiktokContent).message_id; } catch { /* content checked later */ }
+    try { messageId = (parseTiktokJson(envelope.content) as TiktokContent).message_id; } catch { /* content checked later */ }
   }
   // Retries of one webhook repeat the body; a message id (when there is one) is stabler still.
   const dedupeKey = messageId ? `${eventType}:${messageId}` : `sha256:${sha256Hex(raw)}`;
@@ -132,7 +133,7 @@ export function decodeTiktokWebhook(envelope: TiktokEnvelope): ProviderEvent[] {
   if (!businessId) return [{ kind: 'ignored', businessId: null, reason: 'no user_openid' }];
   let c: TiktokContent;
   try {
-    c = typeof envelope.content === 'string' ? (JSON.parse(envelope.content) as TiktokContent) : ((envelope.content ?? {}) as TiktokContent);
+    c = typeof envelope.content === 'string' ? (parseTiktokJson(envelope.content) as TiktokContent) : ((envelope.content ?? {}) as TiktokContent);
   } catch {
     return [{ kind: 'ignored', businessId, reason: 'content is not JSON' }];
   }
