@@ -143,6 +143,12 @@ describe('GET /v1/events', () => {
     expect(byType.body.data.map((e: { id: string }) => e.id)).toEqual([ids[0], ids[2], ids[6]]);
     const byTypes = await gw.api('GET', '/v1/events?type=message.sent,message.status');
     expect(byTypes.body.data.map((e: { id: string }) => e.id)).toEqual([ids[3], ids[4]]);
+    // A misspelled type is an error naming the types, not an empty page.
+    const typo = await gw.api('GET', '/v1/events?type=message.sent,message.recieved');
+    expect(typo.status).toBe(400);
+    expect(typo.body.error).toMatchObject({ code: 'invalid_request', details: { field: 'type' } });
+    expect(typo.body.error.details.allowed).toContain('message.received');
+    expect(typo.body.error.message).toContain('"message.recieved"');
     const byConv = await gw.api('GET', '/v1/events?conversation_id=cv_b');
     expect(byConv.body.data.map((e: { id: string }) => e.id)).toEqual([ids[1], ids[2]]);
     const byAccount = await gw.api('GET', '/v1/events?account_id=acct_2');
@@ -182,6 +188,9 @@ describe('GET /v1/stream', () => {
     cleanups.push(() => resumed.close());
     const filtered = await openStream(`${gw.server.url}/v1/stream?types=message.received&last_event_id=${stored[0].id}`, { authorization: `Bearer ${gw.key}` });
     cleanups.push(() => filtered.close());
+    const typo = await gw.api('GET', '/v1/stream?types=message.recieved');
+    expect(typo.status).toBe(400);
+    expect(typo.body.error.details.field).toBe('types');
     await resumed.waitFor(2);
     expect(resumed.events.map((e) => e.id)).toEqual([stored[1].id, stored[2].id]);
     await filtered.waitFor(1);

@@ -5,6 +5,7 @@ import type { AppContext } from '../context.js';
 import { invalid } from '../core/errors.js';
 import { errorResponses, ListQuery, NullableString } from '../http/schemas.js';
 import { streamRoutes } from '../realtime/routes.js';
+import { eventTypesOf } from './types.js';
 
 const EventsQuery = Type.Composite([ListQuery, Type.Object({
   type: Type.Optional(Type.String({ description: 'an event type, or several separated by commas' })),
@@ -51,8 +52,8 @@ export function eventRoutes(ctx: AppContext): FastifyPluginAsync {
         from = Math.max(from, row.seq);
       }
       let q = db.selectFrom('events').select(['seq', 'payload']).where('seq', '>', from).orderBy('seq').limit(limit + 1);
-      const types = type?.split(',').map((t) => t.trim()).filter(Boolean);
-      if (types?.length) q = q.where('type', 'in', types);
+      const types = eventTypesOf(type, 'type');
+      if (types) q = q.where('type', 'in', types);
       if (account_id) q = q.where('account_id', '=', account_id);
       if (conversation_id) q = q.where('conversation_id', '=', conversation_id);
       const rows = await q.execute();

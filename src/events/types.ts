@@ -1,3 +1,5 @@
+import { invalid } from '../core/errors.js';
+
 /** The normalized event vocabulary (DESIGN §6), identical for every provider. */
 export const EVENT_TYPES = [
   'message.received', 'message.sent', 'message.status',
@@ -7,6 +9,18 @@ export const EVENT_TYPES = [
   'webhook.test',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
+
+/**
+ * A query's comma-separated event types (null when none): an unknown one is refused, naming the
+ * types there are, as a filter that matches nothing would hide a typo.
+ */
+export function eventTypesOf(raw: string | undefined, field: string): EventType[] | null {
+  const list = raw?.split(',').map((t) => t.trim()).filter(Boolean) ?? [];
+  if (!list.length) return null;
+  const unknown = list.find((t) => !(EVENT_TYPES as readonly string[]).includes(t));
+  if (unknown !== undefined) throw invalid(`${field}: there is no event type "${unknown}"; the types are ${EVENT_TYPES.join(', ')}`, { field, allowed: EVENT_TYPES });
+  return list as EventType[];
+}
 
 export interface ContactSummary {
   id: string;

@@ -5,6 +5,7 @@ import type { AppContext } from '../context.js';
 import { invalid } from '../core/errors.js';
 import { errorResponses } from '../http/schemas.js';
 import { SseHub } from './hub.js';
+import { eventTypesOf } from '../events/types.js';
 
 const StreamQuery = Type.Object({
   types: Type.Optional(Type.String({ description: 'comma-separated event types to receive (default: all)' })),
@@ -43,7 +44,8 @@ export function streamRoutes(ctx: AppContext): FastifyPluginAsync {
         if (!row) throw invalid(`no event ${lastId} to resume after`, { field: 'last_event_id' });
         afterSeq = row.seq;
       }
-      const types = req.query.types ? new Set(req.query.types.split(',').map((t) => t.trim()).filter(Boolean)) : null;
+      const listed = eventTypesOf(req.query.types, 'types');
+      const types = listed ? new Set<string>(listed) : null;
 
       reply.hijack();
       const res = reply.raw;
