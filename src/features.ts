@@ -20,6 +20,9 @@ import { refuseNul } from './http/no-nul.js';
 /** Every feature's routes: public ones at the root, the API behind authentication under /v1. */
 export async function registerFeatures(app: FastifyInstance, ctx: AppContext, keys: ApiKeyVerifier, raw: RawRoutes): Promise<void> {
   await app.register(tiktokWebhookRoutes(ctx, raw));
+  // Requests to our own API carrying U+0000 are refused (http/no-nul.ts); TikTok's webhook is
+  // outside, as its data is cleaned instead (providers/tiktok/json.ts), and so is the sandbox's
+  // emulator, which stands in for TikTok.
   await app.register(async (api) => {
     api.addHook('preValidation', refuseNul);
     await api.register(connectRoutes(ctx, keys));
