@@ -1,6 +1,8 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { customerWrites, reply, waitStatus } from './helpers/outbound.js';
+import { customerWrites, reply, waitFor, waitStatus } from './helpers/outbound.js';
 import { imReceiveText, postTiktokWebhook, tiktokSignature } from './helpers/tiktok.js';
 
 /** Every request's duration, by route pattern: what an operator watches the accept path's p99 with. */
@@ -57,6 +59,7 @@ describe('request duration metrics', () => {
     expect(after.count - before.count).toBeGreaterThanOrEqual(1);
     expect(after.inf).toBe(after.count);
     expect(after.sum).toBeGreaterThan(before.sum);
+    expect(/^dmgate_provider_sends_total\{outcome="sent"\} ([0-9]+)$/m.exec((await series()).text)?.[1]).toBe('1');
   });
 
   it('reports each queue\'s depth and the age of its oldest item (what an operator alerts on)', async () => {
@@ -70,9 +73,13 @@ describe('request duration metrics', () => {
     expect(await gauge('dmgate_deliveries_oldest_age_seconds')).toBe(0);
     expect(await gauge('dmgate_outbound_oldest_age_seconds', 'status="held"')).toBeNull();
 
-    // A subscriber that is down: its deliveries wait for their retries.
+    // A subscriber that is down: its deliveries wait for their retries. And one that answers.
     const endpoint = await gw.api('POST', '/v1/webhook-endpoints', { url: 'http://127.0.0.1:9/down', events: ['message.received'] });
     expect(endpoint.status).toBe(201);
+    const sink = createServer((_req, res) => { res.statusCode = 204; res.end(); });
+    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+    const up = await gw.api('POST', '/v1/webhook-endpoints', { url: `http://127.0.0.1:${(sink.address() as AddressInfo).port}/up`, events: ['message.received'] });
+    expect(up.status).toBe(201);
     await gw.connect('metrics_queue_shop');
     const conv = await customerWrites(gw, 'metrics_queue_shop', 'metrics_waiting_buyer');
     // A revoked token: the account's replies are held until it is connected again.
@@ -91,5 +98,12 @@ describe('request duration metrics', () => {
     expect(heldAge).toBeLessThanOrEqual((after - acceptedAt) / 1000 + 0.001);
     expect(await gauge('dmgate_deliveries_pending')).toBeGreaterThanOrEqual(1);
     expect(await gauge('dmgate_deliveries_oldest_age_seconds')).toBeGreaterThan(0);
+    // The attempts behind them, counted by outcome.
+    expect(await gauge('dmgate_provider_sends_total', 'outcome="held"')).toBe(1);
+    await waitFor('a failed and a succeeded delivery attempt', async () => ((await gauge('dmgate_deliveries_total', 'outcome="retry"')) ?? 0) >= 1
+      && ((await gauge('dmgate_deliveries_total', 'outcome="succeeded"')) ?? 0) >= 1);
+    // Response times of the attempts that got an answer (the refused connection got none).
+    expect(await gauge('dmgate_delivery_duration_seconds_count')).toBe(await gauge('dmgate_deliveries_total', 'outcome="succeeded"'));
+    sink.close();
   });
 });

@@ -12,13 +12,19 @@ import { deliveryActive, deliveryFailed } from '../webhooks/delivery-status.js';
 export class Metrics {
   readonly registry = new Registry();
   readonly webhooksReceived = new Counter({ name: 'dmgate_provider_webhooks_total', help: 'Provider webhooks answered, by provider and HTTP status', labelNames: ['provider', 'status'], registers: [this.registry] });
-  readonly deliveries = new Counter({ name: 'dmgate_deliveries_total', help: 'Webhook delivery attempts, by outcome', labelNames: ['outcome'], registers: [this.registry] });
-  readonly deliveryLatency = new Histogram({ name: 'dmgate_delivery_duration_seconds', help: 'Subscriber response time', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15], registers: [this.registry] });
+  readonly deliveries = new Counter({
+    name: 'dmgate_deliveries_total', labelNames: ['outcome'], registers: [this.registry],
+    help: 'Webhook delivery attempts, by outcome: succeeded, retry (scheduled again), failed (dead-lettered)',
+  });
+  readonly deliveryLatency = new Histogram({ name: 'dmgate_delivery_duration_seconds', help: 'Subscriber response time (attempts that got an answer)', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15], registers: [this.registry] });
   readonly acceptWrites = new Counter({
     name: 'dmgate_accept_writes_total', labelNames: ['path'], registers: [this.registry],
     help: 'Accepted replies by how they were written: batched (Postgres, with the replies accepted together), locking (Postgres, a transaction of their own: images, and what a batch could not settle), group_commit (SQLite)',
   });
-  readonly sends = new Counter({ name: 'dmgate_provider_sends_total', help: 'Replies sent to the provider, by outcome', labelNames: ['outcome'], registers: [this.registry] });
+  readonly sends = new Counter({
+    name: 'dmgate_provider_sends_total', labelNames: ['outcome'], registers: [this.registry],
+    help: 'Send attempts of replies, by outcome: sent (TikTok took it), retry (scheduled again), failed (for good), held (the account cannot send)',
+  });
   /**
    * TikTok messaging calls (send, media upload, capabilities, conversation reads) from the request
    * to its answer. An account's calls count against TikTok's 10 per second until a second after

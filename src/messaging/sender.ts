@@ -144,9 +144,13 @@ export class Sender {
   private lastSweep = 0;
   private readonly offs: (() => void)[] = [];
   private claimLatency = 0;
+  /** dmgate_provider_sends_total's series, one per outcome of an attempt. */
+  readonly outcomes;
 
   constructor(readonly ctx: AppContext) {
     this.committer = committerFor(ctx);
+    const sends = ctx.metrics.sends;
+    this.outcomes = { sent: sends.labels('sent'), retry: sends.labels('retry'), failed: sends.labels('failed'), held: sends.labels('held') };
     this.pg = ctx.database.dialect === 'postgres';
   }
 
@@ -718,6 +722,7 @@ class Lane {
     }
     // TikTok has it: the conversation's next reply may go while this result is written. (A failure
     // to write it leaves the reply `sending`: recovered later, never marked failed after TikTok took it.)
+    this.sender.outcomes.sent.inc();
     this.done(c);
     this.release(c);
     const written = this.sent(c, providerId, ctx.clock());
@@ -837,6 +842,7 @@ class Lane {
       await tx.updateTable('messages').set({ status: 'queued', next_attempt_at: nextAt, error: JSON.stringify(error), updated_at: now }).where('id', '=', c.id).execute();
       events.push(this.status(c, 'queued', null, { ...error, retrying: true }, { next_attempt_at: iso(nextAt) }));
     }).then(() => {
+      this.sender.outcomes.retry.inc();
       // Still the head of its conversation: the ones behind it wait for this retry.
       for (const r of [c, ...(this.rows ?? []).filter((x) => x.id === c.id)]) {
         r.status = 'queued';
@@ -857,7 +863,10 @@ class Lane {
           .where('id', '=', c.conversation_id).execute();
       }
       events.push(this.status(c, 'failed', null, { ...error }));
-    }).then(() => this.done(c));
+    }).then(() => {
+      this.sender.outcomes.failed.inc();
+      this.done(c);
+    });
   }
 
   /** The account cannot send (needs reauthorization, restricted, disconnected): its replies wait, held. */
@@ -875,6 +884,8 @@ class Lane {
           status: 'held', error: { ...reason, provider_code: null },
         }));
       }
+    }).then(() => {
+      if (current) this.sender.outcomes.held.inc();
     });
   }
 }

@@ -390,7 +390,11 @@ class Worker {
       this.flushFailed = true;
       return;
     }
-    for (const c of batch) this.held.delete(c.row.id);
+    for (const c of batch) {
+      this.held.delete(c.row.id);
+      this.ctx.metrics.deliveries.inc({ outcome: c.outcome.kind });
+      if (c.result.status !== null) this.ctx.metrics.deliveryLatency.observe(c.result.latencyMs / 1000);
+    }
     for (const id of releases) this.held.delete(id);
     let wake = false;
     for (const c of batch) {
