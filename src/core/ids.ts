@@ -1,4 +1,4 @@
-import { randomFillSync } from 'node:crypto';
+import { randomIdBytes } from './random-pool.js';
 
 /** Id prefixes of DESIGN §4; the closed list keeps typos out of stored ids. */
 export type IdPrefix =
@@ -58,26 +58,13 @@ function increment(bytes: Uint8Array): Uint8Array {
   return next;
 }
 
-// Random bytes are drawn from a pool refilled 4 KB at a time: one call into OpenSSL per id (every
-// HTTP request gets one) cost more than making the rest of the id.
-const pool = new Uint8Array(4096);
-let poolAt = pool.length;
-
-function freshRandom(): Uint8Array {
-  if (poolAt + 10 > pool.length) {
-    randomFillSync(pool);
-    poolAt = 0;
-  }
-  return pool.slice(poolAt, (poolAt += 10));
-}
-
 /** A ULID-style id: sortable by creation time (monotonic within this process), with a type prefix. */
 export function newId(prefix: IdPrefix, nowMs: number = Date.now()): string {
   if (nowMs <= lastMs) {
     lastRandom = increment(lastRandom);
   } else {
     lastMs = nowMs;
-    lastRandom = freshRandom();
+    lastRandom = randomIdBytes(10);
   }
   return `${prefix}_${encodeTime(lastMs)}${encodeRandom(lastRandom)}`;
 }

@@ -3,7 +3,8 @@
  * restarted emulator, even without a state file, hands out the same open_id / unique_identifier
  * and the gateway's stored accounts and contacts still match. Everything else is random.
  */
-import { createHash, randomBytes, randomFillSync } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { randomIdHex } from '../core/random-pool.js';
 
 function digest(...parts: string[]): Buffer {
   const h = createHash('sha256');
@@ -35,21 +36,6 @@ export function conversationId(businessId: string, customerId: string): string {
   return b64.slice(0, 10) + '+' + b64.slice(11);
 }
 
-/**
- * Random bytes for ids from a pool refilled 4 KB at a time. The emulator draws a few per API call
- * and per webhook push, thousands per second under load, and filling a small buffer per draw cost
- * a tenth of its CPU. Tokens and secrets still draw their own bytes (randomToken).
- */
-const pool = Buffer.allocUnsafe(4096);
-let poolAt = pool.length;
-
-export function randomHex(bytes: number): string {
-  if (poolAt + bytes > pool.length) { randomFillSync(pool); poolAt = 0; }
-  const hex = pool.toString('hex', poolAt, poolAt + bytes);
-  poolAt += bytes;
-  return hex;
-}
-
 let lastMs = 0;
 let seq = 0;
 /**
@@ -59,7 +45,7 @@ let seq = 0;
 export function messageId(): string {
   const ms = Date.now();
   if (ms === lastMs) seq = (seq + 1) & 0x3fffff;
-  else { lastMs = ms; seq = parseInt(randomHex(2), 16) & 0xfff; }
+  else { lastMs = ms; seq = parseInt(randomIdHex(2), 16) & 0xfff; }
   return ((BigInt(ms) << 22n) | BigInt(seq)).toString();
 }
 
@@ -86,5 +72,5 @@ export function requestId(nowMs: number): string {
     stampSecond = second;
     stamp = new Date(second * 1000).toISOString().replace(/[-:T.Z]/g, '').slice(0, 14);
   }
-  return stamp + randomHex(9).toUpperCase();
+  return stamp + randomIdHex(9).toUpperCase();
 }

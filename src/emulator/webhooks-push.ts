@@ -9,7 +9,8 @@
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { PushRec, StateStore, Stats } from './state.js';
-import { randomHex, requestId } from './ids.js';
+import { requestId } from './ids.js';
+import { randomIdHex } from '../core/random-pool.js';
 import { HttpPoster } from '../webhooks/http-post.js';
 
 export interface PushConfig {
@@ -68,7 +69,7 @@ export class WebhookPusher {
       return Promise.resolve();
     }
     const rec: PushRec = {
-      id: randomHex(12),
+      id: randomIdHex(12),
       event,
       user_openid: userOpenId,
       create_time: Math.floor(this.deps.clock() / 1000),
