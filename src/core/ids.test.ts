@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hasPrefix, idFloor, idTime, newId } from './ids.js';
+import { hasPrefix, idFloor, idTime, isId, newId } from './ids.js';
 
 // First in the file: newId never goes back in time within a process, and the tests below make ids
 // later than this one's.
@@ -29,5 +29,13 @@ describe('newId', () => {
     const parts = new Set<string>();
     for (let i = 0; i < 1000; i++) parts.add(newId('evt', 1_800_000_000_000 + i).slice(14));
     expect(parts.size).toBe(1000);
+  });
+
+  it('tells the shape of its ids from other text', () => {
+    expect(isId(newId('cv'))).toBe(true);
+    expect(isId(idFloor('msg', Date.now()))).toBe(true);
+    for (const other of ['cv_', 'cv_01m95a47wh0qbt7q59gh4634j', 'cv_01m95a47wh0qbt7q59gh4634jvx', 'CV_01m95a47wh0qbt7q59gh4634jv', 'cv_01m95a47wh0qbt7q59gh4634ju', 'cv-01m95a47wh0qbt7q59gh4634jv', 'garbage']) {
+      expect(isId(other), other).toBe(false);
+    }
   });
 });

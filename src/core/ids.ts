@@ -69,6 +69,13 @@ export function newId(prefix: IdPrefix, nowMs: number = Date.now()): string {
   return `${prefix}_${encodeTime(lastMs)}${encodeRandom(lastRandom)}`;
 }
 
+const ID_SHAPE = new RegExp(`^[a-z]+_[${ALPHABET}]{26}$`);
+
+/** Whether `s` has the shape of an id this module makes: a prefix, `_`, then 26 characters of Crockford base32. */
+export function isId(s: string): boolean {
+  return ID_SHAPE.test(s);
+}
+
 export function hasPrefix(id: string, prefix: IdPrefix): boolean {
   return id.startsWith(prefix + '_') && id.length === prefix.length + 27;
 }

@@ -1,11 +1,9 @@
 import type { SelectQueryBuilder } from 'kysely';
 import { invalid } from '../core/errors.js';
+import { isId } from '../core/ids.js';
 
 /** Opaque cursors: the last row's sort key, base64url-encoded. Ascending by a unique key. */
 export const encodeCursor = (key: string | number) => Buffer.from(String(key)).toString('base64url');
-
-/** Our ids (core/ids.ts): a prefix, then 26 characters of Crockford base32. */
-const ID_KEY = /^[a-z]+_[0-9a-z]{26}$/;
 
 /**
  * The id a cursor of ours holds. Anything else is refused: decoded as it came, a cursor that was
@@ -13,7 +11,7 @@ const ID_KEY = /^[a-z]+_[0-9a-z]{26}$/;
  */
 export function decodeCursor(cursor: string): string {
   const key = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!ID_KEY.test(key) || encodeCursor(key) !== cursor) throw invalid('cursor is not valid', { field: 'cursor' });
+  if (!isId(key) || encodeCursor(key) !== cursor) throw invalid('cursor is not valid', { field: 'cursor' });
   return key;
 }
 
