@@ -3,7 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import cookie from '@fastify/cookie';
 import { Ajv } from 'ajv';
-import { ApiError, databaseUnavailableError, errorBody } from './core/errors.js';
+import { ApiError, childField, databaseUnavailableError, errorBody } from './core/errors.js';
 import { databaseUnavailable } from './db/database.js';
 import { newId } from './core/ids.js';
 import { ErrorSchema } from './http/schemas.js';
@@ -102,10 +102,9 @@ function buildValidator(externalSchemas: Record<string, object> = {}) {
  * parent object; this names the property itself.
  */
 function fieldOf(error: NonNullable<FastifyError['validation']>[number]): string | undefined {
-  const path = error.instancePath.split('/').slice(1);
+  const path: (string | number)[] = error.instancePath.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
   if (error.keyword === 'required') path.push(String((error.params as { missingProperty?: unknown }).missingProperty));
-  const field = path.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i ? `.${p}` : p)).join('');
-  return field || undefined;
+  return path.reduce<string>(childField, '') || undefined;
 }
 
 /**

@@ -43,6 +43,13 @@ export class ApiError extends Error {
 export const notFound = (what: string, id?: string) =>
   new ApiError('not_found', id ? `${what} ${id} does not exist` : `${what} does not exist`, id ? { id } : {});
 
+/**
+ * A field's name in `details.field`, as the caller wrote it: `key` under `parent` ('' at the top),
+ * an array index in brackets: `template.buttons[0].title`.
+ */
+export const childField = (parent: string, key: string | number): string =>
+  (typeof key === 'number' ? `${parent}[${key}]` : parent ? `${parent}.${key}` : key);
+
 export const invalid = (message: string, details: Record<string, unknown> = {}) =>
   new ApiError('invalid_request', message, details);
 

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
-import { invalid } from '../core/errors.js';
+import { childField, invalid } from '../core/errors.js';
 
 /**
  * A request whose strings (path, query, body) hold U+0000 is refused (400, the field named):
@@ -23,13 +23,13 @@ export function nulAt(value: unknown, path: string): string | null {
   if (value === null || typeof value !== 'object' || Buffer.isBuffer(value)) return null;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const at = nulAt(value[i], `${path}[${i}]`);
+      const at = nulAt(value[i], childField(path, i));
       if (at !== null) return at;
     }
     return null;
   }
   for (const key of Object.keys(value)) {
-    const at = nulAt((value as Record<string, unknown>)[key], path ? `${path}.${key}` : key);
+    const at = nulAt((value as Record<string, unknown>)[key], childField(path, key));
     if (at !== null) return at;
   }
   return null;
