@@ -48,6 +48,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     observe(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
     done();
   });
+  acceptEmptyJsonBodies(app);
   app.addSchema(ErrorSchema);
   await app.register(cookie);
   await app.register(swagger, {
@@ -80,6 +81,21 @@ export async function buildApp(ctx: AppContext): Promise<App> {
 }
 
 /**
+ * Many HTTP clients send `Content-Type: application/json` on every request, bodiless actions
+ * (`/resolve`, `/retry`) included. An empty body is then no body, as it is without the header: a
+ * route that needs one still answers that its body is missing, through its schema. Plain text is
+ * not taken for JSON: such a body is refused as the wrong media type instead of failing the schema.
+ */
+function acceptEmptyJsonBodies(app: App): void {
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (body.length === 0) done(null, undefined);
+    else json(req, body as string, done);
+  });
+}
+
+/**
  * Request validation for every encapsulation context (contexts that add shared schemas get their
  * own compiler, built here too). Query strings, params and headers arrive as text and need
  * coercion ("20" -> 20); JSON bodies have types, and coercing them would silently turn
@@ -104,7 +120,18 @@ function buildValidator(externalSchemas: Record<string, object> = {}) {
 function fieldOf(error: NonNullable<FastifyError['validation']>[number]): string | undefined {
   const path: (string | number)[] = error.instancePath.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
   if (error.keyword === 'required') path.push(String((error.params as { missingProperty?: unknown }).missingProperty));
+  if (error.keyword === 'additionalProperties') path.push(String((error.params as { additionalProperty?: unknown }).additionalProperty));
   return path.reduce<string>(childField, '') || undefined;
+}
+
+/** A schema error's message about the field as the caller named it, not Ajv's `body/template/title`. */
+function validationMessage(error: NonNullable<FastifyError['validation']>[number], subject: string): string {
+  switch (error.keyword) {
+    case 'required': return `${subject} is required`;
+    case 'additionalProperties': return `${subject} is not a known field`;
+    case 'type': if (!error.instancePath && subject === 'body') return 'the body must be a JSON object'; break;
+  }
+  return `${subject} ${(error.message ?? 'is not valid').replace('must NOT', 'must not')}`;
 }
 
 /**
@@ -127,14 +154,16 @@ function toApiError(err: FastifyError | ApiError): ApiError {
   const fe = err as FastifyError;
   if (fe.validation) {
     const first = fe.validation[0];
-    const field = first ? fieldOf(first) : undefined;
+    if (!first) return new ApiError('invalid_request', fe.message);
+    const field = fieldOf(first);
+    const subject = field ?? fe.validationContext ?? 'body';
     const allowed = allowedValues(fe.validation);
-    if (first && allowed) return new ApiError('invalid_request', `${field ?? fe.validationContext ?? 'body'} must be one of: ${allowed.join(', ')}`, { field, rule: 'enum', allowed });
-    return new ApiError('invalid_request', fe.message, first ? { ...(field ? { field } : {}), rule: first.keyword } : {});
+    if (allowed) return new ApiError('invalid_request', `${subject} must be one of: ${allowed.join(', ')}`, { field, rule: 'enum', allowed });
+    return new ApiError('invalid_request', validationMessage(first, subject), { ...(field ? { field } : {}), rule: first.keyword });
   }
   switch (fe.statusCode) {
     case 413: return new ApiError('payload_too_large', 'the request body is too large');
-    case 415: return new ApiError('invalid_request', fe.message);
+    case 415: return new ApiError('invalid_request', 'the body must be JSON, sent with Content-Type: application/json', { rule: 'content_type' });
     case 400: return new ApiError('invalid_request', fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || /JSON/.test(fe.message) ? 'the body is not valid JSON' : fe.message);
     case 404: return new ApiError('not_found', fe.message);
     default:

@@ -4,6 +4,7 @@ import { loadConfig, type Env } from '../src/config.js';
 import { serve, type RunningServer } from '../src/server.js';
 import { createApiKey } from '../src/auth/api-keys.js';
 import { appendEvents } from '../src/events/outbox.js';
+import { newId } from '../src/core/ids.js';
 import type { EventInput, StoredEvent } from '../src/events/types.js';
 import { freshStorage, TEST_DB, type TestStorage } from './helpers/db.js';
 
@@ -54,7 +55,8 @@ async function startGateway(env: Env = {}, storage?: TestStorage): Promise<Gw> {
   };
 }
 
-const ev = (event: EventInput['event'], conversation_id: string | null, account_id = 'acct_1', text = 'hi'): EventInput =>
+const [CV_A, CV_B, ACCT_1, ACCT_2] = [newId('cv'), newId('cv'), newId('acct'), newId('acct')];
+const ev = (event: EventInput['event'], conversation_id: string | null, account_id = ACCT_1, text = 'hi'): EventInput =>
   ({ event, account_id, provider: 'tiktok', conversation_id, data: { text } });
 
 interface SseEvent { id: string; event: string; data: string }
@@ -116,8 +118,8 @@ describe('GET /v1/events', () => {
   it('pages through the log oldest first with an opaque cursor, and filters', async () => {
     const gw = await setup();
     const stored = await gw.append([
-      ev('message.received', 'cv_a'), ev('conversation.created', 'cv_b'), ev('message.received', 'cv_b', 'acct_2'),
-      ev('message.sent', 'cv_a'), ev('message.status', 'cv_a'), ev('contact.created', null), ev('message.received', 'cv_a'),
+      ev('message.received', CV_A), ev('conversation.created', CV_B), ev('message.received', CV_B, ACCT_2),
+      ev('message.sent', CV_A), ev('message.status', CV_A), ev('contact.created', null), ev('message.received', CV_A),
     ]);
     const ids = stored.map((s) => s.id);
 
@@ -137,7 +139,7 @@ describe('GET /v1/events', () => {
 
     const first = await gw.api('GET', '/v1/events?limit=1');
     expect(first.body.data[0]).toEqual(JSON.parse(stored[0].payload));
-    expect(first.body.data[0]).toMatchObject({ id: ids[0], event: 'message.received', account_id: 'acct_1', provider: 'tiktok', text: 'hi' });
+    expect(first.body.data[0]).toMatchObject({ id: ids[0], event: 'message.received', account_id: ACCT_1, provider: 'tiktok', text: 'hi' });
 
     const byType = await gw.api('GET', '/v1/events?type=message.received');
     expect(byType.body.data.map((e: { id: string }) => e.id)).toEqual([ids[0], ids[2], ids[6]]);
@@ -149,9 +151,15 @@ describe('GET /v1/events', () => {
     expect(typo.body.error).toMatchObject({ code: 'invalid_request', details: { field: 'type' } });
     expect(typo.body.error.details.allowed).toContain('message.received');
     expect(typo.body.error.message).toContain('"message.recieved"');
-    const byConv = await gw.api('GET', '/v1/events?conversation_id=cv_b');
+    const byConv = await gw.api('GET', `/v1/events?conversation_id=${CV_B}`);
     expect(byConv.body.data.map((e: { id: string }) => e.id)).toEqual([ids[1], ids[2]]);
-    const byAccount = await gw.api('GET', '/v1/events?account_id=acct_2');
+    const byAccount = await gw.api('GET', `/v1/events?account_id=${ACCT_2}`);
+    // A filter that is not one of our ids can match nothing: it is a typo, not an empty page.
+    for (const q of ['conversation_id=cv_b', 'account_id=sandbox_shop', `account_id=${CV_B}`]) {
+      const res = await gw.api('GET', `/v1/events?${q}`);
+      expect(res.status, q).toBe(400);
+      expect(res.body.error.details.field, q).toBe(q.split('=')[0]);
+    }
     expect(byAccount.body.data.map((e: { id: string }) => e.id)).toEqual([ids[2]]);
     const after = await gw.api('GET', `/v1/events?after=${ids[4]}`);
     expect(after.body.data.map((e: { id: string }) => e.id)).toEqual([ids[5], ids[6]]);
@@ -171,19 +179,19 @@ describe('GET /v1/stream', () => {
     expect(stream.status).toBe(200);
     expect(stream.headers['content-type']).toMatch(/^text\/event-stream/);
     await new Promise((r) => setTimeout(r, 100));
-    const stored = await gw.append([ev('message.received', 'cv_a'), ev('message.sent', 'cv_a')]);
+    const stored = await gw.append([ev('message.received', CV_A), ev('message.sent', CV_A)]);
     await stream.waitFor(2);
     expect(stream.events.map((e) => e.id)).toEqual(stored.map((s) => s.id));
     expect(stream.events[0].event).toBe('message.received');
     expect(stream.events[0].data).toBe(stored[0].payload);
-    const more = await gw.append([ev('conversation.resolved', 'cv_a')]);
+    const more = await gw.append([ev('conversation.resolved', CV_A)]);
     await stream.waitFor(3);
     expect(stream.events[2].id).toBe(more[0].id);
   });
 
   it('replays after Last-Event-ID, then continues live; filters by type', async () => {
     const gw = await setup();
-    const stored = await gw.append([ev('message.received', 'cv_a'), ev('message.sent', 'cv_a'), ev('message.received', 'cv_a')]);
+    const stored = await gw.append([ev('message.received', CV_A), ev('message.sent', CV_A), ev('message.received', CV_A)]);
     const resumed = await openStream(gw.server.url + '/v1/stream', { authorization: `Bearer ${gw.key}`, 'last-event-id': stored[0].id });
     cleanups.push(() => resumed.close());
     const filtered = await openStream(`${gw.server.url}/v1/stream?types=message.received&last_event_id=${stored[0].id}`, { authorization: `Bearer ${gw.key}` });
@@ -195,7 +203,7 @@ describe('GET /v1/stream', () => {
     expect(resumed.events.map((e) => e.id)).toEqual([stored[1].id, stored[2].id]);
     await filtered.waitFor(1);
 
-    const live = await gw.append([ev('message.sent', 'cv_a'), ev('message.received', 'cv_b')]);
+    const live = await gw.append([ev('message.sent', CV_A), ev('message.received', CV_B)]);
     await resumed.waitFor(4);
     expect(resumed.events.map((e) => e.id)).toEqual([stored[1].id, stored[2].id, live[0].id, live[1].id]);
     await filtered.waitFor(2);
@@ -209,14 +217,14 @@ describe('GET /v1/stream', () => {
 
   it('replays a large backlog in order without gaps while events keep arriving', async () => {
     const gw = await setup();
-    const first = await gw.append([ev('message.received', 'cv_a')]);
+    const first = await gw.append([ev('message.received', CV_A)]);
     const batch: EventInput[] = [];
-    for (let i = 0; i < 1200; i++) batch.push(ev('message.received', `cv_${i % 7}`, 'acct_1', `m${i}`));
+    for (let i = 0; i < 1200; i++) batch.push(ev('message.received', `cv_${i % 7}`, ACCT_1, `m${i}`));
     const backlog = await gw.append(batch);
     const stream = await openStream(gw.server.url + '/v1/stream', { authorization: `Bearer ${gw.key}`, 'last-event-id': first[0].id });
     cleanups.push(() => stream.close());
     const live: StoredEvent[] = [];
-    for (let i = 0; i < 5; i++) live.push(...await gw.append([ev('message.sent', 'cv_a')]));
+    for (let i = 0; i < 5; i++) live.push(...await gw.append([ev('message.sent', CV_A)]));
     await stream.waitFor(1205, 15000);
     await new Promise((r) => setTimeout(r, 100));
     expect(stream.events.map((e) => e.id)).toEqual([...backlog, ...live].map((s) => s.id));
@@ -230,7 +238,7 @@ describe('GET /v1/stream', () => {
     const stream = await openStream(reader.server.url + '/v1/stream', { authorization: `Bearer ${reader.key}` });
     cleanups.push(() => stream.close());
     await new Promise((r) => setTimeout(r, 100));
-    const stored = await writer.append([ev('message.received', 'cv_a'), ev('message.sent', 'cv_a')]);
+    const stored = await writer.append([ev('message.received', CV_A), ev('message.sent', CV_A)]);
     await stream.waitFor(2);
     expect(stream.events.map((e) => e.id)).toEqual(stored.map((s) => s.id));
   });

@@ -9,9 +9,12 @@ type Schema = Record<string, any>;
  * `assignee_id`) is refused, never silently dropped while the rest of the request goes through.
  * Checked on the OpenAPI document, so a new route that forgets is caught here.
  */
-describe('request bodies refuse unknown fields', () => {
+describe('request bodies and query filters', () => {
   let gw: TestGateway;
-  beforeAll(async () => { gw = await startTestGateway(); });
+  beforeAll(async () => {
+    gw = await startTestGateway();
+    await gw.connect('bodies_shop');
+  });
   afterAll(async () => { await gw?.close(); });
 
   it('every object in every request body schema sets additionalProperties: false', async () => {
@@ -40,7 +43,6 @@ describe('request bodies refuse unknown fields', () => {
   });
 
   it('assigning with a misspelled field is refused and changes nothing', async () => {
-    await gw.connect('bodies_shop');
     const conv = await customerWrites(gw, 'bodies_shop', 'bodies_buyer');
     const before = await gw.api('GET', `/v1/conversations/${conv.id}`);
     const res = await gw.api('POST', `/v1/conversations/${conv.id}/assign`, { user_id: 'usr_someone' });
@@ -48,5 +50,65 @@ describe('request bodies refuse unknown fields', () => {
     expect(res.body.error).toMatchObject({ code: 'invalid_request', details: { rule: 'additionalProperties' } });
     const after = await gw.api('GET', `/v1/conversations/${conv.id}`);
     expect(after.body.assignee_id).toBe(before.body.assignee_id);
+    expect(res.body.error).toMatchObject({ message: 'user_id is not a known field', details: { field: 'user_id' } });
+  });
+
+  it('schema errors name the field as the caller wrote it, in the message too', async () => {
+    const conv = await customerWrites(gw, 'bodies_shop', 'bodies_named');
+    const cases: [string, string, unknown, string][] = [
+      ['POST', '/v1/messages', { conversation_id: conv.id }, 'type is required'],
+      ['POST', '/v1/messages', { conversation_id: conv.id, type: 'share_post', share_post: { item_id: '' } }, 'share_post.item_id must not have fewer than 1 characters'],
+      ['POST', '/v1/messages', [], 'the body must be a JSON object'],
+      ['GET', '/v1/conversations?limit=0', undefined, 'limit must be >= 1'],
+    ];
+    for (const [method, path, body, message] of cases) {
+      const res = await gw.api(method, path, body);
+      expect(res.status, message).toBe(400);
+      expect(res.body.error.message).toBe(message);
+      expect(res.body.error.message).not.toMatch(/body\/|querystring\//);
+    }
+  });
+
+  it('an empty body sent as JSON is no body: bodiless actions work, others say what is missing', async () => {
+    const conv = await customerWrites(gw, 'bodies_shop', 'bodies_empty');
+    const post = (path: string, headers: Record<string, string>, body?: string) =>
+      fetch(`${gw.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${gw.key}`, ...headers }, body });
+    const json = { 'content-type': 'application/json' };
+
+    const resolved = await post(`/v1/conversations/${conv.id}/resolve`, json);
+    expect(resolved.status).toBe(200);
+    expect(((await resolved.json()) as { status: string }).status).toBe('resolved');
+    expect((await post(`/v1/conversations/${conv.id}/reopen`, json, '')).status).toBe(200);
+
+    const empty = await post('/v1/messages', json);
+    expect(empty.status).toBe(400);
+    expect(((await empty.json()) as any).error).toMatchObject({ code: 'invalid_request', message: 'the body must be a JSON object' });
+  });
+
+  it('a body that is not JSON is refused as such, and nothing is sent', async () => {
+    const conv = await customerWrites(gw, 'bodies_shop', 'bodies_plain');
+    const body = JSON.stringify({ conversation_id: conv.id, type: 'text', text: 'hello' });
+    for (const contentType of ['text/plain', 'application/x-www-form-urlencoded']) {
+      const res = await fetch(`${gw.url}/v1/messages`, { method: 'POST', headers: { authorization: `Bearer ${gw.key}`, 'content-type': contentType }, body });
+      expect(res.status, contentType).toBe(400);
+      expect(((await res.json()) as any).error).toMatchObject({ code: 'invalid_request', details: { rule: 'content_type' } });
+    }
+    const history = await gw.api('GET', `/v1/conversations/${conv.id}/messages`);
+    expect(history.body.data.filter((m: { direction: string }) => m.direction === 'outbound')).toEqual([]);
+  });
+
+  it('conversation filters refuse values that are not ids of their kind, and answer an unknown id with an empty page', async () => {
+    const account = await gw.connect('bodies_filters');
+    await customerWrites(gw, 'bodies_filters', 'bodies_filtered');
+    for (const [q, field] of [['account_id=bodies_filters', 'account_id'], ['account_id=cv_01m95hb7pj0j7tsp1qzeq8fppv', 'account_id'],
+      ['contact_id=bodies_filtered', 'contact_id'], ['assignee=mine', 'assignee'], ['assignee=acct_01m95hb7pj0j7tsp1qzeq8fppv', 'assignee']]) {
+      const res = await gw.api('GET', `/v1/conversations?${q}`);
+      expect(res.status, q).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_request', details: { field } });
+    }
+    expect((await gw.api('GET', `/v1/conversations?account_id=${account.id}`)).body.data).toHaveLength(1);
+    expect((await gw.api('GET', '/v1/conversations?account_id=acct_01m95hb7pj0j7tsp1qzeq8fppv')).body.data).toEqual([]);
+    expect((await gw.api('GET', '/v1/conversations?assignee=usr_01m95hb7pj0j7tsp1qzeq8fppv')).body.data).toEqual([]);
+    expect((await gw.api('GET', '/v1/conversations?assignee=none&account_id=')).status).toBe(200);
   });
 });

@@ -6,6 +6,7 @@ import { invalid } from '../core/errors.js';
 import { errorResponses, ListQuery, NullableString } from '../http/schemas.js';
 import { streamRoutes } from '../realtime/routes.js';
 import { eventTypesOf } from './types.js';
+import { idFilter } from '../http/filters.js';
 
 const EventsQuery = Type.Composite([ListQuery, Type.Object({
   type: Type.Optional(Type.String({ description: 'an event type, or several separated by commas' })),
@@ -54,8 +55,10 @@ export function eventRoutes(ctx: AppContext): FastifyPluginAsync {
       let q = db.selectFrom('events').select(['seq', 'payload']).where('seq', '>', from).orderBy('seq').limit(limit + 1);
       const types = eventTypesOf(type, 'type');
       if (types) q = q.where('type', 'in', types);
-      if (account_id) q = q.where('account_id', '=', account_id);
-      if (conversation_id) q = q.where('conversation_id', '=', conversation_id);
+      const accountId = idFilter(account_id, 'acct', 'account_id');
+      const conversationId = idFilter(conversation_id, 'cv', 'conversation_id');
+      if (accountId) q = q.where('account_id', '=', accountId);
+      if (conversationId) q = q.where('conversation_id', '=', conversationId);
       const rows = await q.execute();
       const page = rows.slice(0, limit);
       const next = rows.length > limit ? JSON.stringify(encodeCursor(page[page.length - 1].seq)) : 'null';
