@@ -32,6 +32,11 @@ describe('checkWebhookUrl', () => {
     expect((await checkWebhookUrl('not a url', true)).ok).toBe(false);
   });
 
+  it.each(['https://user:secret@hooks.example.com/x', 'https://token@hooks.example.com/x', 'http://:secret@127.0.0.1:3000/'])(
+    'refuses credentials in the URL, which every answer about the endpoint would show: %s', async (url) => {
+      expect(await checkWebhookUrl(url, true, resolveTo('93.184.216.34'))).toMatchObject({ ok: false, reason: expect.stringContaining('credentials') });
+    });
+
   it.each([
     'http://127.0.0.1:3000/', 'http://[::1]/', 'http://localhost/', 'http://api.localhost/', 'http://169.254.169.254/latest/meta-data',
     'http://metadata.google.internal/', 'http://2130706433/', 'http://0x7f.1/', 'http://10.0.0.1/', 'http://[::ffff:127.0.0.1]/',

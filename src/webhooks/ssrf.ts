@@ -69,6 +69,9 @@ export async function checkWebhookUrl(raw: string, allowPrivate: boolean, resolv
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return { ok: false, reason: 'url must use http or https' };
   if (!url.hostname) return { ok: false, reason: 'url has no host' };
+  // The URL is shown in every answer about the endpoint, so a password in it would leak; the
+  // signature is how a receiver knows a delivery is ours.
+  if (url.username || url.password) return { ok: false, reason: 'url must not carry credentials (user:password@): verify the webhook-signature header instead' };
   if (allowPrivate) return { ok: true, url };
   const host = urlHost(url);
   if (isIP(host)) {
