@@ -45,6 +45,9 @@ describe('content rules', () => {
     expect(code(() => checkTemplate({ type: 'QA_LINK_CARD', title: 'x', buttons: [{ title: 'y'.repeat(40) }] }))).toBeNull();
     expect(code(() => checkTemplate({ title: 'x', buttons: [{ title: 'a', id: 'i'.repeat(41) }] }))).toBe('template_invalid');
     expect(code(() => checkTemplate({ title: 'x', buttons: [{ title: 'a', id: 'same' }, { title: 'b', id: 'same' }] }))).toBe('template_invalid');
+    // Titles an answer could not tell apart (matchTemplateAnswer ignores case, spacing, trailing punctuation).
+    expect(code(() => checkTemplate({ title: 'x', buttons: [{ title: 'Yes' }, { title: ' yes!' }] }))).toBe('template_invalid');
+    expect(code(() => checkTemplate({ title: 'x', buttons: [{ title: 'Yes' }, { title: 'Yes please' }] }))).toBeNull();
     for (const [answer, index] of [['2', 2], ['2.', 2], ['#3', 3], ['(1)', 1], ['medium', 2], ['  LARGE! ', 3], ['option 1', 1]] as const) {
       expect(matchTemplateAnswer(t, answer)?.index, answer).toBe(index);
     }

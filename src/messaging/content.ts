@@ -59,6 +59,7 @@ export function checkTemplate(t: TemplateInput): Template {
   }
   const maxTitle = BUTTON_TITLE_MAX[type];
   const ids = new Set<string>();
+  const titles = new Set<string>();
   const out = buttons.map((b, i) => {
     const len = codePoints(b.title ?? '');
     if (!b.title || b.title.trim() === '' || len > maxTitle) {
@@ -71,6 +72,9 @@ export function checkTemplate(t: TemplateInput): Template {
     }
     if (ids.has(id)) throw bad(`template.buttons[${i}].id repeats "${id}"`, { field: `template.buttons[${i}].id` });
     ids.add(id);
+    // A customer who answers a template by typing an option's title must pick exactly one.
+    if (titles.has(answerKey(b.title))) throw bad(`template.buttons[${i}].title repeats "${b.title}": a customer's answer could not tell the options apart`, { field: `template.buttons[${i}].title` });
+    titles.add(answerKey(b.title));
     return { title: b.title, id };
   });
   return { type, title: t.title, buttons: out, as_text: Boolean(t.as_text) };
@@ -86,8 +90,7 @@ export function templateAsText(t: Template): string {
  * (case, spacing and trailing punctuation ignored). Null when it is neither.
  */
 export function matchTemplateAnswer(t: Pick<Template, 'buttons'>, answer: string): { index: number; id: string; title: string } | null {
-  const norm = (s: string) => s.normalize('NFKC').trim().replace(/\s+/g, ' ').replace(/[.!?。！？]+$/u, '').toLowerCase();
-  const a = norm(answer);
+  const a = answerKey(answer);
   if (!a) return null;
   const num = /^(?:#|no\.?\s*|option\s*)?\(?(\d{1,2})[).:]?$/i.exec(a);
   if (num) {
@@ -95,8 +98,13 @@ export function matchTemplateAnswer(t: Pick<Template, 'buttons'>, answer: string
     const b = t.buttons[i];
     if (b) return { index: i + 1, id: b.id, title: b.title };
   }
-  const i = t.buttons.findIndex((b) => norm(b.title) === a);
+  const i = t.buttons.findIndex((b) => answerKey(b.title) === a);
   return i >= 0 ? { index: i + 1, id: t.buttons[i].id, title: t.buttons[i].title } : null;
+}
+
+/** What an answer and an option's title are compared by: case, spacing and trailing punctuation ignored. */
+function answerKey(s: string): string {
+  return s.normalize('NFKC').trim().replace(/\s+/g, ' ').replace(/[.!?。！？]+$/u, '').toLowerCase();
 }
 
 /** 'image/jpeg' | 'image/png' by magic bytes (never by name or declared type), or null. */
