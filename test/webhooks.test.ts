@@ -308,6 +308,9 @@ describe('webhook delivery', () => {
     expect(none.body).toEqual({ recovered: 0 });
     const bad = await gw.api('POST', `/v1/webhook-endpoints/${ep.id}/recover`, { since: 'yesterday-ish' });
     expect(bad.status).toBe(400);
+    const backwards = await gw.api('POST', `/v1/webhook-endpoints/${ep.id}/recover`, { since, until: since });
+    expect(backwards.status).toBe(400);
+    expect(backwards.body.error.details).toMatchObject({ field: 'until' });
     expect((await gw.api('POST', '/v1/deliveries/whd_nope/retry')).status).toBe(404);
   });
 

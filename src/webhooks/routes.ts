@@ -327,6 +327,7 @@ export function endpointRoutes(ctx: AppContext): FastifyPluginAsync {
       const row = await load(req.params.id);
       const since = parseTime(req.body.since, 'since');
       const until = req.body.until === undefined ? undefined : parseTime(req.body.until, 'until');
+      if (until !== undefined && until <= since) throw invalid('until must be after since', { field: 'until' });
       const now = ctx.clock();
       let q = db.updateTable('deliveries')
         .set({ status: 'pending', attempts: 0, next_attempt_at: now, locked_until: null, updated_at: now })
