@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { customerWrites } from './helpers/outbound.js';
+import { createUser } from '../src/auth/users.js';
 
 type Schema = Record<string, any>;
 
@@ -79,6 +80,14 @@ describe('request bodies and query filters', () => {
     expect(resolved.status).toBe(200);
     expect(((await resolved.json()) as { status: string }).status).toBe('resolved');
     expect((await post(`/v1/conversations/${conv.id}/reopen`, json, '')).status).toBe(200);
+    // assign's body is optional (an API key then unassigns, a signed-in agent takes it), with the header or without.
+    const agent = await createUser(gw.server.ctx.database, { email: 'bodies-agent@example.com', role: 'agent', password: 'a long password' });
+    for (const headers of [json, {}]) {
+      expect((await gw.api('POST', `/v1/conversations/${conv.id}/assign`, { assignee_id: agent.id })).body.assignee_id).toBe(agent.id);
+      const assigned = await post(`/v1/conversations/${conv.id}/assign`, headers);
+      expect(assigned.status).toBe(200);
+      expect(((await assigned.json()) as { assignee_id: string | null }).assignee_id).toBeNull();
+    }
 
     const empty = await post('/v1/messages', json);
     expect(empty.status).toBe(400);

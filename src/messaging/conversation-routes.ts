@@ -162,6 +162,8 @@ export function conversationRoutes(ctx: AppContext): FastifyPluginAsync {
         body: Type.Optional(Type.Object({ assignee_id: Type.Optional(Nullable(Type.String())) }, { additionalProperties: false })),
         response: { 200: Type.Ref(ConversationSchema), ...errorResponses(400, 401, 404) },
       },
+      // The body may be left out (assign to me); the schema then checks `{}` instead of nothing.
+      preValidation: async (req) => { req.body ??= {}; },
     }, workflow('assign'));
     app.post('/conversations/:id/resolve', { schema: { tags: ['conversations'], params: IdParams, response: { 200: Type.Ref(ConversationSchema), ...errorResponses(401, 404) } } }, workflow('resolve'));
     app.post('/conversations/:id/reopen', { schema: { tags: ['conversations'], params: IdParams, response: { 200: Type.Ref(ConversationSchema), ...errorResponses(401, 404) } } }, workflow('reopen'));
