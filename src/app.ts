@@ -40,7 +40,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => newId('req'),
     bodyLimit: 10 * 1024 * 1024,
-    trustProxy: true,
+    trustProxy: ctx.config.trustProxy,
     schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
   }) as unknown as FastifyInstance;
 

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 
 /**
@@ -32,6 +33,16 @@ const seconds: Parser<number[]> = (raw, name) => {
   return list;
 };
 const list: Parser<string[]> = (raw) => raw.split(',').map((s) => s.trim()).filter(Boolean);
+const PROXY_PRESETS = ['loopback', 'linklocal', 'uniquelocal'];
+/** Which peers may tell the client's address (X-Forwarded-For): all, none, or addresses, CIDR ranges and presets. */
+const trustProxy: Parser<boolean | string[]> = (raw, name) => {
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off|none)$/i.test(raw)) return false;
+  const entries = list(raw, name);
+  const bad = entries.filter((e) => !PROXY_PRESETS.includes(e) && !isIP(e.replace(/\/\d{1,3}$/, '')));
+  if (bad.length) throw new ConfigError(`${name} must be true, false, or addresses, CIDR ranges and ${PROXY_PRESETS.join('/')}; got "${bad.join(', ')}"`);
+  return entries;
+};
 
 export class ConfigError extends Error {}
 
@@ -48,6 +59,12 @@ const schema = {
   logLevel: ['DMGATE_LOG_LEVEL', oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), 'info'],
   sandbox: ['DMGATE_SANDBOX', bool, false],
   allowPrivateWebhooks: ['DMGATE_ALLOW_PRIVATE_WEBHOOKS', bool, false],
+  /**
+   * X-Forwarded-For and -Host are believed only from these peers. By default a reverse proxy on this
+   * host or a private network: a client on the internet talking to dmgate directly cannot pick the
+   * address that sign-in throttling counts failures by.
+   */
+  trustProxy: ['DMGATE_TRUST_PROXY', trustProxy, 'loopback,linklocal,uniquelocal'],
   tiktokAppId: ['TIKTOK_APP_ID', str, ''],
   tiktokAppSecret: ['TIKTOK_APP_SECRET', str, ''],
   tiktokApiBase: ['TIKTOK_API_BASE', url, 'https://business-api.tiktok.com/open_api/v1.3/'],

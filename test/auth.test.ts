@@ -175,3 +175,22 @@ describe('inbox auth', () => {
     expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(['/auth/login', '/auth/me', '/auth/logout', '/v1/users', '/v1/users/{id}', '/v1/api-keys', '/v1/api-keys/{id}']));
   });
 });
+
+describe('sign-in throttling from a client that talks to dmgate directly', () => {
+  it('counts failures by the connecting address when the peer is not a trusted proxy: a made-up X-Forwarded-For does not escape the limit', async () => {
+    // Tests connect from loopback, a trusted proxy by default; trusting no proxy is what a gateway exposed directly looks like.
+    const gw = await startTestGateway({ env: { DMGATE_TRUST_PROXY: 'false' } });
+    try {
+      await createUser(gw.server.ctx.database, { email: 'direct@example.com', role: 'agent', password: 'battery staple' });
+      const login = (password: string, forwardedFor: string) => fetch(gw.url + '/auth/login', {
+        method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': forwardedFor }, body: JSON.stringify({ email: 'direct@example.com', password }),
+      });
+      for (let i = 0; i < 5; i++) expect((await login('nope nope', `203.0.113.${i}`)).status).toBe(401);
+      const spoofed = await login('battery staple', '198.51.100.99');
+      expect(spoofed.status).toBe(429);
+      expect(Number(spoofed.headers.get('retry-after'))).toBeGreaterThan(800);
+    } finally {
+      await gw.close();
+    }
+  });
+});

@@ -30,7 +30,8 @@ function checkOrigin(ctx: AppContext, req: FastifyRequest): void {
   if (!origin) return;
   let host: string;
   try { host = new URL(origin).host; } catch { throw new ApiError('forbidden', 'the Origin header is not a URL'); }
-  const allowed = new Set([req.headers.host, req.headers['x-forwarded-host'], safeHost(ctx.config.publicUrl)].filter(Boolean));
+  // req.host is X-Forwarded-Host only when the peer is a trusted proxy (DMGATE_TRUST_PROXY).
+  const allowed = new Set([req.headers.host, req.host, safeHost(ctx.config.publicUrl)].filter(Boolean));
   if (!allowed.has(host)) throw new ApiError('forbidden', `requests from ${origin} are not allowed`);
 }
 
