@@ -185,6 +185,12 @@ describe('inbound TikTok webhooks', () => {
     const bad = await gw.api('PATCH', `/v1/contacts/${alice.id}`, { notes: 'x', colour: 'red' });
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe('invalid_request');
+    // Attribute names are bounded (a record schema cannot say so), and so is their number.
+    for (const attributes of [{ ['n'.repeat(101)]: 1 }, { '': 1 }, { notes: 'x'.repeat(1001) }, Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`a${i}`, i]))]) {
+      const refused = await gw.api('PATCH', `/v1/contacts/${alice.id}`, { notes: 'changed', attributes });
+      expect(refused.status).toBe(400);
+      expect(refused.body.error).toMatchObject({ code: 'invalid_request', details: { field: expect.stringMatching(/^attributes/) } });
+    }
     const after = await gw.api('GET', `/v1/contacts/${alice.id}`);
     expect(after.body).toMatchObject({ notes: 'Wears M', attributes: { vip: true } });
   });

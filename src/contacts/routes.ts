@@ -20,6 +20,9 @@ const ContactSchema = Type.Object({
  */
 const AttributeValue = Type.Unsafe<string | number | boolean | null>({ type: ['string', 'number', 'boolean', 'null'], maxLength: 1000 });
 
+const MAX_ATTRIBUTES = 100;
+const MAX_ATTRIBUTE_NAME = 100;
+
 /** Contacts, with where they came from (first referral) and their conversations. */
 export function contactRoutes(ctx: AppContext): FastifyPluginAsync {
   return async (app) => {
@@ -46,7 +49,7 @@ export function contactRoutes(ctx: AppContext): FastifyPluginAsync {
         params: IdParams,
         body: Type.Object({
           notes: Type.Optional(Nullable(Type.String({ maxLength: 10000 }))),
-          attributes: Type.Optional(Type.Record(Type.String({ maxLength: 100 }), AttributeValue)),
+          attributes: Type.Optional(Type.Record(Type.String(), AttributeValue, { description: `at most ${MAX_ATTRIBUTES}, named by 1 to ${MAX_ATTRIBUTE_NAME} characters` })),
         }, { additionalProperties: false }),
         response: { 200: Type.Ref(ContactSchema), ...errorResponses(400, 401, 404) },
       },
@@ -55,11 +58,14 @@ export function contactRoutes(ctx: AppContext): FastifyPluginAsync {
       const body = req.body as { notes?: string | null; attributes?: Record<string, string | number | boolean | null> };
       const c = await ctx.database.db.selectFrom('contacts').selectAll().where('id', '=', id).executeTakeFirst();
       if (!c) throw notFound('contact', id);
+      // (A schema cannot bound a record's key length: Ajv drops the key schema of a record.)
+      const badName = Object.keys(body.attributes ?? {}).find((k) => k.trim() === '' || k.length > MAX_ATTRIBUTE_NAME);
+      if (badName !== undefined) throw invalid(`attribute names have 1 to ${MAX_ATTRIBUTE_NAME} characters (got ${badName.length})`, { field: 'attributes', length: badName.length, limit: MAX_ATTRIBUTE_NAME });
       const attributes = { ...parseJson<Record<string, unknown>>(c.attributes, {}) };
       for (const [k, v] of Object.entries(body.attributes ?? {})) {
         if (v === null) delete attributes[k]; else attributes[k] = v;
       }
-      if (Object.keys(attributes).length > 100) throw invalid('a contact holds at most 100 attributes', { field: 'attributes' });
+      if (Object.keys(attributes).length > MAX_ATTRIBUTES) throw invalid(`a contact holds at most ${MAX_ATTRIBUTES} attributes`, { field: 'attributes', limit: MAX_ATTRIBUTES });
       const patch = { attributes: JSON.stringify(attributes), ...(body.notes !== undefined ? { notes: body.notes } : {}), updated_at: ctx.clock() };
       await ctx.database.db.updateTable('contacts').set(patch).where('id', '=', id).execute();
       const conversations = await ctx.database.db.selectFrom('conversations').select(['id', 'account_id', 'status']).where('contact_id', '=', id).orderBy('id', 'desc').execute();
