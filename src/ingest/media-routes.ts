@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { AppContext } from '../context.js';
 import { ApiError, notFound } from '../core/errors.js';
 import { IdParams, errorResponses } from '../http/schemas.js';
@@ -7,6 +7,25 @@ import { tiktokClient } from '../providers/tiktok/provider.js';
 import { parseJson } from '../db/database.js';
 
 const MAX_MEDIA_BYTES = 50 * 1024 * 1024;
+
+/** Types a browser may show inline from our origin (the inbox's); HTML, SVG and the rest can hold script. */
+const INLINE_TYPES = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp', 'video/mp4', 'video/quicktime', 'video/webm']);
+
+/**
+ * Media bytes come from customers, and their type from TikTok's CDN: served from the inbox's origin,
+ * anything not plainly an image or a video is a download, never sniffed, and no script runs in it
+ * even when opened on its own.
+ */
+function sendMedia(reply: FastifyReply, contentType: string | null, bytes: Uint8Array) {
+  const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  const inline = INLINE_TYPES.has(type);
+  return reply.type(inline ? type : 'application/octet-stream')
+    .header('content-disposition', inline ? 'inline' : 'attachment')
+    .header('x-content-type-options', 'nosniff')
+    .header('content-security-policy', "default-src 'none'; sandbox")
+    .header('cache-control', 'private, max-age=86400')
+    .send(Buffer.from(bytes));
+}
 
 /**
  * Inbound media through the gateway: TikTok's download URLs expire after 24 h and need the access
@@ -24,7 +43,7 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsync {
       const media = await ctx.database.db.selectFrom('media').selectAll().where('id', '=', id).executeTakeFirst();
       if (!media) throw notFound('media', id);
       if (media.data) {
-        return reply.type(media.content_type ?? 'application/octet-stream').header('cache-control', 'private, max-age=86400').send(Buffer.from(media.data));
+        return sendMedia(reply, media.content_type, media.data);
       }
       if (!media.message_id || !media.account_id || !media.provider_media_id) throw notFound('media', id);
       const msg = await ctx.database.db.selectFrom('messages').innerJoin('conversations', 'conversations.id', 'messages.conversation_id')
@@ -45,7 +64,7 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsync {
         throw new ApiError('provider_error', 'TikTok did not return the media', { reason: err instanceof Error ? err.message : String(err) });
       }
       await ctx.database.db.updateTable('media').set({ data: fetched.bytes, content_type: fetched.contentType, size: fetched.bytes.length }).where('id', '=', id).execute();
-      return reply.type(fetched.contentType).header('cache-control', 'private, max-age=86400').send(fetched.bytes);
+      return sendMedia(reply, fetched.contentType, fetched.bytes);
     });
   };
 }
