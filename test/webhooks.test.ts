@@ -235,6 +235,23 @@ describe('webhook delivery', () => {
     expect(p2.body.next_cursor).toBeNull();
   });
 
+  it('records a subscriber answer holding NUL bytes (binary, or text PostgreSQL cannot store) and delivers on', async () => {
+    const gw = await setup();
+    const s = await sink((_req, i) => (i === 0 ? { status: 500, body: Buffer.from([0x1f, 0x8b, 0x00, 0x00, 0x45, 0x72, 0x72]) } : { status: 200, body: 'fine\u0000' }));
+    const ep = await endpoint(gw, s);
+    await gw.append([ev('message.received')]);
+    await s.waitFor(2);
+    let list: any;
+    await until('two recorded attempts', async () => {
+      list = (await gw.api('GET', `/v1/webhook-endpoints/${ep.id}/deliveries`)).body;
+      return list.data.length === 2 && list.data[0].delivery_status === 'succeeded';
+    });
+    expect(list.data.map((a: { status_code: number }) => a.status_code)).toEqual([200, 500]);
+    expect(list.data[0].response_body).toBe('fine\uFFFD');
+    expect(list.data[1].response_body).not.toContain('\u0000');
+    expect(list.data[1].response_body).toContain('Err');
+  });
+
   it('disables the endpoint on 410 Gone', async () => {
     const gw = await setup();
     const s = await sink(() => ({ status: 410 }));

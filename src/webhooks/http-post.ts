@@ -59,7 +59,9 @@ export class HttpPoster {
         settled = true;
         clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
-        resolve(done({ status, headers: resHeaders, body: Buffer.concat(chunks).toString('utf8'), error }));
+        // The body is kept as text in the attempt's record: a U+0000 (a binary or compressed answer)
+        // would make PostgreSQL refuse the record, and the delivery with it.
+        resolve(done({ status, headers: resHeaders, body: Buffer.concat(chunks).toString('utf8').replaceAll('\u0000', '\uFFFD'), error }));
       };
       const req = (isHttps ? https : http).request(url, {
         method: 'POST',

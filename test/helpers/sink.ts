@@ -2,7 +2,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface SinkRequest { path: string; headers: IncomingHttpHeaders; body: string; at: number }
-export type SinkResponder = (req: SinkRequest, index: number) => { status: number; headers?: Record<string, string>; hang?: boolean; delayMs?: number };
+export type SinkResponder = (req: SinkRequest, index: number) => { status: number; headers?: Record<string, string>; hang?: boolean; delayMs?: number; body?: string | Buffer };
 
 /** A subscriber endpoint on loopback that records every request; its answers are programmable. */
 export class Sink {
@@ -24,7 +24,7 @@ export class Sink {
         const answer = this.respond(entry, index);
         this.waiters.filter((w) => this.requests.length >= w.n).forEach((w) => w.resolve());
         if (answer.hang) { this.hung.add(res); return; }
-        const send = () => { res.writeHead(answer.status, answer.headers ?? {}); res.end('ok'); };
+        const send = () => { res.writeHead(answer.status, answer.headers ?? {}); res.end(answer.body ?? 'ok'); };
         if (answer.delayMs) setTimeout(send, answer.delayMs); else send();
       });
     });
