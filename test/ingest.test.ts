@@ -162,6 +162,30 @@ describe('inbound TikTok webhooks', () => {
     expect(await inboundCount()).toBe(before);
   });
 
+  it('processes or ignores signed events whose fields have unexpected types, on both databases, never retrying them for ever', async () => {
+    const biz = account.external_id;
+    const content = (id: string, over: Record<string, unknown>) => JSON.stringify({
+      type: 'text', message_id: id, timestamp: Date.now(), conversation_id: 'odd-types', text: { body: 'x' }, from: 'oddly', from_user: { id: 'odd-user', role: 'personal_account' },
+      to: 'shop', to_user: { id: biz, role: 'business_account' }, unique_identifier: 'odd-user', is_follower: false, ...over,
+    });
+    const odd: [string, string, Record<string, unknown>][] = [
+      ['im_receive_msg', 'odd-1', { timestamp: 'soon' }], ['im_receive_msg', 'odd-2', { timestamp: 1e20 }], ['im_receive_msg', 'odd-3', { text: { body: 42 } }],
+      ['im_receive_msg', 'odd-4', { from: { a: 1 }, from_user: { id: ['a'] } }], ['im_receive_msg', 'odd-5', { conversation_id: 12345 }],
+      ['im_mark_read_msg', 'odd-6', { read: { last_read_timestamp: 'x' } }], ['im_receive_msg', 'odd-7', { type: 'image', image: { media_id: 7 } }],
+    ];
+    for (const [event, id, over] of odd) {
+      const body = JSON.stringify({ client_key: 'test_app', event, create_time: Math.floor(Date.now() / 1000), user_openid: biz, content: content(id, over) });
+      expect((await postTiktokWebhook(gw.url, body, { 'tiktok-signature': tiktokSignature(body) })).status).toBe(200);
+    }
+    await gw.drain();
+    const rows = await gw.server.ctx.database.db.selectFrom('inbound_events').select(['status', 'attempts', 'error']).where('business_id', '=', biz)
+      .where('status', 'not in', ['processed', 'ignored']).execute();
+    expect(rows).toEqual([]);
+    const stored = await gw.server.ctx.database.db.selectFrom('messages').select(['provider_message_id', 'text']).where('provider_message_id', 'in', ['odd-1', 'odd-2', 'odd-3', 'odd-4', 'odd-5', 'odd-7']).orderBy('provider_message_id').execute();
+    expect(stored.map((m) => m.provider_message_id)).toEqual(['odd-1', 'odd-2', 'odd-3', 'odd-4', 'odd-5', 'odd-7']);
+    expect(stored.find((m) => m.provider_message_id === 'odd-3')!.text).toBe('42');
+  });
+
   it('stores and acknowledges unknown events and unknown businesses, and ignores them', async () => {
     const unknown = JSON.stringify({ client_key: 'test_app', event: 'im_something_new', create_time: 1, user_openid: account.external_id, content: '{}' });
     const stranger = imReceiveText('no-such-business', { messageId: 'stranger-1', conversationId: 'c-x', text: 'hi' });

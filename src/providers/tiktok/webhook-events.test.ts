@@ -19,6 +19,28 @@ describe('TikTok webhook decoding', () => {
     expect(() => readEnvelope(Buffer.from('[1,2]'))).toThrow(MalformedWebhook);
   });
 
+  it('reads every field as the type it should have: numbers as text, anything else as absent', () => {
+    const decode = (over: Record<string, unknown>, event = 'im_receive_msg') => decodeTiktokWebhook(envelope(event, { ...common, type: 'text', text: { body: 'hi' }, ...over }))[0] as any;
+    expect(decode({ text: { body: 42 } }).message.text).toBe('42');
+    expect(decode({ text: 'flat' }).message.text).toBe('');
+    expect(decode({ conversation_id: 12345 }).conversationId).toBe('12345');
+    expect(decode({ from: { name: 'x' } }).customer.username).toBeNull();
+    expect(decode({ is_follower: 'yes' }).customer.isFollower).toBeNull();
+    for (const timestamp of ['soon', -5, 1e20, 1.5, null]) {
+      const t = decode({ timestamp }).message.timestampMs;
+      expect(Number.isSafeInteger(t) && t > 0, String(timestamp)).toBe(true);
+    }
+    expect(decode({ timestamp: '1700000000999' }).message.timestampMs).toBe(1700000000999);
+    expect(decode({ type: 'image', image: { media_id: 7 } }).message.media).toEqual({ providerMediaId: '7', kind: 'image' });
+    expect(decode({ type: 'image', image: 'x' }).message.media).toBeNull();
+    expect(decode({ message_id: { id: 1 } })).toMatchObject({ kind: 'ignored' });
+    expect(decode({ read: { last_read_timestamp: 'x' } }, 'im_mark_read_msg')).toMatchObject({ kind: 'ignored' });
+    expect(decode({ referral: 'x' }, 'im_referral_msg')).toMatchObject({ kind: 'ignored' });
+    expect(decodeTiktokWebhook({ ...envelope('im_receive_msg', common), user_openid: { id: 1 } as never })[0]).toMatchObject({ kind: 'ignored', businessId: null });
+    // An unsupported type keeps its payload as TikTok sent it.
+    expect(decode({ type: 'voice', voice: { duration: 3, url: 'https://x/v' } }).message.extra.unsupported.payload).toEqual({ duration: 3, url: 'https://x/v' });
+  });
+
   it('tells customer messages from business echoes by the business id, and API echoes from app replies', () => {
     const [inbound] = decodeTiktokWebhook(envelope('im_receive_msg', { ...common, type: 'text', text: { body: 'size M?' } }));
     expect(inbound).toMatchObject({ kind: 'customer_message', conversationId: 'c+1==', customer: { externalId: 'u1', username: 'alice', isFollower: true }, message: { type: 'text', text: 'size M?', timestampMs: 1700000000123 } });

@@ -54,11 +54,11 @@ export function readEnvelope(raw: Buffer, text: string = raw.toString('utf8')): 
   const eventType = typeof envelope.event === 'string' ? envelope.event : 'unknown';
   let messageId: string | undefined;
   if (typeof envelope.content === 'string' && envelope.content.includes('"message_id"')) {
-    try { messageId = (parseTiktokJson(envelope.content) as TiktokContent).message_id; } catch { /* content checked later */ }
+    try { messageId = textOf(recordOf(parseTiktokJson(envelope.content))?.message_id); } catch { /* content checked later */ }
   }
   // Retries of one webhook repeat the body; a message id (when there is one) is stabler still.
   const dedupeKey = messageId ? `${eventType}:${messageId}` : `sha256:${sha256Hex(raw)}`;
-  return { envelope, meta: { eventType, businessId: typeof envelope.user_openid === 'string' ? envelope.user_openid : null, dedupeKey, providerMessageId: messageId ? String(messageId) : null } };
+  return { envelope, meta: { eventType, businessId: typeof envelope.user_openid === 'string' ? envelope.user_openid : null, dedupeKey, providerMessageId: messageId ?? null } };
 }
 
 const UNSUPPORTED_LABEL: Record<string, string> = {
@@ -126,14 +126,56 @@ function mapReferral(r: NonNullable<TiktokContent['referral']>): Referral {
 }
 const str = (v: unknown) => (v === undefined || v === null ? undefined : String(v));
 
+/** An id or a text: a string, or a number written as one; any other value counts as absent. */
+const textOf = (v: unknown): string | undefined => (typeof v === 'string' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined);
+/** A time in ms since the epoch (digits in a string too), before the year 5138; otherwise absent. */
+const timeOf = (v: unknown): number | undefined => {
+  const n = typeof v === 'string' && /^\d{1,16}$/.test(v) ? Number(v) : v;
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 && n < 1e14 ? n : undefined;
+};
+const recordOf = (v: unknown): Record<string, unknown> | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+const partOf = <T>(v: unknown, read: (r: Record<string, unknown>) => T): T | undefined => {
+  const r = recordOf(v);
+  return r ? read(r) : undefined;
+};
+const userOf = (v: unknown): TiktokUser | undefined => partOf(v, (r) => ({ id: textOf(r.id), role: textOf(r.role) }));
+
+/**
+ * `content` with every field the mapping reads of the type it expects. TikTok's payloads are
+ * signed but loosely specified: a field of another type (an object where a name was expected, a
+ * number for a text) would otherwise reach the database as it is, and fail the event's processing
+ * on every retry, or be stored differently by SQLite and PostgreSQL. Fields the mapping does not
+ * read are kept as they are (an unsupported type's payload).
+ */
+function wellTyped(raw: unknown): TiktokContent {
+  const c = recordOf(raw) ?? {};
+  return {
+    ...c,
+    type: textOf(c.type), message_id: textOf(c.message_id), conversation_id: textOf(c.conversation_id), timestamp: timeOf(c.timestamp),
+    from: textOf(c.from), to: textOf(c.to), from_user: userOf(c.from_user), to_user: userOf(c.to_user), unique_identifier: textOf(c.unique_identifier),
+    is_follower: typeof c.is_follower === 'boolean' ? c.is_follower : undefined,
+    message_tag: partOf(c.message_tag, (r) => ({ source: textOf(r.source) })),
+    text: partOf(c.text, (r) => ({ body: textOf(r.body) })),
+    image: partOf(c.image, (r) => ({ media_id: textOf(r.media_id) })),
+    share_post: partOf(c.share_post, (r) => ({ embed_url: textOf(r.embed_url), video_id: textOf(r.video_id), item_id: textOf(r.item_id) })),
+    video: partOf(c.video, (r) => ({ media_id: textOf(r.media_id) })),
+    sticker: partOf(c.sticker, (r) => ({ url: textOf(r.url) })),
+    emoji: partOf(c.emoji, (r) => ({ url: textOf(r.url) })),
+    referral: partOf(c.referral, (r) => ({ source: textOf(r.source), ad: recordOf(r.ad), short_link: recordOf(r.short_link) })),
+    read: partOf(c.read, (r) => ({ last_read_timestamp: timeOf(r.last_read_timestamp) })),
+    referenced_message_info: partOf(c.referenced_message_info, (r) => ({ referenced_message_id: textOf(r.referenced_message_id) })),
+    reply_source_payload: partOf(c.reply_source_payload, (r) => ({ reply_source_msg_id: textOf(r.reply_source_msg_id), reply_source_unique_id: textOf(r.reply_source_unique_id) })),
+  };
+}
+
 /** Decodes a stored TikTok webhook into provider events. Unknown events are kept as `ignored`. */
 export function decodeTiktokWebhook(envelope: TiktokEnvelope): ProviderEvent[] {
-  const businessId = envelope.user_openid ?? null;
-  const event = envelope.event ?? 'unknown';
+  const businessId = textOf(envelope.user_openid) ?? null;
+  const event = textOf(envelope.event) ?? 'unknown';
   if (!businessId) return [{ kind: 'ignored', businessId: null, reason: 'no user_openid' }];
   let c: TiktokContent;
   try {
-    c = typeof envelope.content === 'string' ? (parseTiktokJson(envelope.content) as TiktokContent) : ((envelope.content ?? {}) as TiktokContent);
+    c = wellTyped(typeof envelope.content === 'string' ? parseTiktokJson(envelope.content) : envelope.content);
   } catch {
     return [{ kind: 'ignored', businessId, reason: 'content is not JSON' }];
   }
@@ -149,7 +191,7 @@ export function decodeTiktokWebhook(envelope: TiktokEnvelope): ProviderEvent[] {
       return [{ kind: 'business_message', businessId, conversationId: c.conversation_id, customer, message, origin }];
     }
     case 'im_receive_msg_eu':
-      return [{ kind: 'sync_needed', businessId, sinceMs: Number(c.timestamp ?? (envelope.create_time ?? 0) * 1000) }];
+      return [{ kind: 'sync_needed', businessId, sinceMs: c.timestamp ?? (timeOf(envelope.create_time) ?? 0) * 1000 }];
     case 'im_referral_msg': {
       if (!c.conversation_id || !c.referral) return [{ kind: 'ignored', businessId, reason: 'referral without conversation' }];
       return [{ kind: 'referral', businessId, conversationId: c.conversation_id, customer: customerOf(c, businessId), referral: mapReferral(c.referral), timestampMs: Number(c.timestamp ?? Date.now()) }];
