@@ -180,7 +180,9 @@ async function main(argv: string[]): Promise<number> {
       const { startEmulator } = await import('./emulator/index.js');
       const appId = process.env.TIKTOK_APP_ID || 'sandbox_app';
       const appSecret = process.env.TIKTOK_APP_SECRET || 'emulator_secret';
-      const emu = await startEmulator({ appId, appSecret, port: Number(values.port), host: values.host });
+      const port = Number(values.port);
+      if (!/^\d{1,5}$/.test(values.port!) || port > 65535) throw new ConfigError(`--port must be an integer from 0 to 65535, got "${values.port}"`);
+      const emu = await startEmulator({ appId, appSecret, port, host: values.host });
       console.error(`TikTok emulator on ${emu.url} (app id ${appId}); API ${emu.url}/open_api/v1.3/, control ${emu.url}/_control/`);
       // A stop is an exit, not a signal's death: 0 once closed (as `serve` does, 1 when closing
       // failed), after which Node writes what it was asked to at exit (--cpu-prof).

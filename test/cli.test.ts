@@ -103,5 +103,8 @@ describe('command line and sandbox mode', () => {
     const res = await run(['serve'], { ...process.env, DMGATE_PORT: 'not-a-port' });
     expect(res.code).toBe(2);
     expect(res.stderr).toMatch(/DMGATE_PORT must be an integer/);
+    const emulator = await run(['emulator', '--port', 'abc'], process.env);
+    expect(emulator.code).toBe(2);
+    expect(emulator.stderr).toMatch(/--port must be an integer from 0 to 65535, got "abc"/);
   });
 });
