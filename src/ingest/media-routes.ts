@@ -24,7 +24,7 @@ function sendMedia(reply: FastifyReply, contentType: string | null, bytes: Uint8
     .header('x-content-type-options', 'nosniff')
     .header('content-security-policy', "default-src 'none'; sandbox")
     .header('cache-control', 'private, max-age=86400')
-    .send(Buffer.from(bytes));
+    .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
 }
 
 /**

@@ -73,8 +73,9 @@ export function checkTemplate(t: TemplateInput): Template {
     if (ids.has(id)) throw bad(`template.buttons[${i}].id repeats "${id}"`, { field: `template.buttons[${i}].id` });
     ids.add(id);
     // A customer who answers a template by typing an option's title must pick exactly one.
-    if (titles.has(answerKey(b.title))) throw bad(`template.buttons[${i}].title repeats "${b.title}": a customer's answer could not tell the options apart`, { field: `template.buttons[${i}].title` });
-    titles.add(answerKey(b.title));
+    const key = answerKey(b.title);
+    if (titles.has(key)) throw bad(`template.buttons[${i}].title repeats "${b.title}": a customer's answer could not tell the options apart`, { field: `template.buttons[${i}].title` });
+    titles.add(key);
     return { title: b.title, id };
   });
   return { type, title: t.title, buttons: out, as_text: Boolean(t.as_text) };

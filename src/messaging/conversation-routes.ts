@@ -1,8 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
-import { invalid, notFound } from '../core/errors.js';
-import { hasPrefix, isId } from '../core/ids.js';
+import { notFound } from '../core/errors.js';
 import { idFilter } from '../http/filters.js';
 import { IdParams, Nullable, NullableScalar, NullableString, errorResponses, listOf } from '../http/schemas.js';
 import { principalOf } from '../http/principal.js';
@@ -36,12 +35,6 @@ export const MessageSchema = Type.Object({
 }, { $id: 'Message' });
 
 /** `repliedBefore`: see repliedBeforeLastInbound (only the `…_then_unlimited` policy looks at it). */
-/** `assignee` is `me`, `none` or a user id; anything else is a typo, not a user nobody is assigned to. */
-function assigneeFilter(value: string): string {
-  if (isId(value) && hasPrefix(value, 'usr')) return value;
-  throw invalid('assignee must be me, none or a user id (usr_…)', { field: 'assignee' });
-}
-
 export function conversationView(ctx: AppContext, c: ConversationRow, contact: ContactRow, repliedBefore = false) {
   const policy = WINDOW_POLICIES[ctx.config.tiktokWindowPolicy];
   const w = windowAt(policy, { lastInboundAt: c.last_inbound_at, outboundSinceInbound: c.outbound_since_inbound, repliedBefore }, ctx.clock());
@@ -99,7 +92,8 @@ export function conversationRoutes(ctx: AppContext): FastifyPluginAsync {
       if (contactId) qb = qb.where('contact_id', '=', contactId);
       if (q.assignee === 'none') qb = qb.where('assignee_id', 'is', null);
       else if (q.assignee === 'me') qb = qb.where('assignee_id', '=', principalOf(req).id);
-      else if (q.assignee) qb = qb.where('assignee_id', '=', assigneeFilter(q.assignee));
+      // Anything but me, none or a user id is a typo, not a user nobody is assigned to.
+      else if (q.assignee) qb = qb.where('assignee_id', '=', idFilter(q.assignee, 'usr', 'assignee', 'me, none or a user id (usr_…)')!);
       const rows = await cursorFilter(qb, 'id', q.cursor, 'desc').orderBy('id', 'desc').limit(limit + 1).execute();
       const contacts = rows.length
         ? new Map((await ctx.database.db.selectFrom('contacts').selectAll().where('id', 'in', [...new Set(rows.map((r) => r.contact_id))]).execute()).map((c) => [c.id, c]))
