@@ -72,6 +72,11 @@ const schema = {
   tiktokSignatureToleranceS: ['DMGATE_TIKTOK_SIGNATURE_TOLERANCE', int(1, 86400 * 3), 300],
   tiktokWindowPolicy: ['DMGATE_TIKTOK_WINDOW_POLICY', oneOf(...WINDOW_POLICIES), 'tiktok_48h_10'],
   tiktokQps: ['DMGATE_TIKTOK_QPS', int(1, 1000), 10],
+  /**
+   * How long a TikTok API call may take. At most 15 s: an echo that overtakes its send's answer waits
+   * 20 s for it (ingest/apply.ts).
+   */
+  tiktokTimeoutMs: ['DMGATE_TIKTOK_TIMEOUT_MS', int(100, 15000), 15000],
   tiktokDailyCap: ['DMGATE_TIKTOK_DAILY_CAP', int(1, 100000), 200],
   tiktokRestrictedRegions: ['DMGATE_TIKTOK_RESTRICTED_REGIONS', list,
     'AT,BE,BG,HR,CY,CZ,DK,EE,FI,FR,DE,GR,HU,IS,IE,IT,LV,LI,LT,LU,MT,NL,NO,PL,PT,RO,SK,SI,ES,SE,CH,GB'],

@@ -51,7 +51,7 @@ function mediaSignature(ctx: EmulatorContext, id: string, expires: string): stri
 }
 
 export function registerMessagingRoutes(app: FastifyInstance, ctx: EmulatorContext): void {
-  tiktokRoute(app, ctx, 'POST', 'business/message/send/', async (req) => {
+  tiktokRoute(app, ctx, 'POST', 'business/message/send/', async (req, reply) => {
     const b = body(req);
     const biz = authenticate(ctx, req, b['business_id'], 'message.list.send');
     enforceQps(ctx, biz);
@@ -99,7 +99,7 @@ export function registerMessagingRoutes(app: FastifyInstance, ctx: EmulatorConte
       await echo();
     } else {
       const delay = ctx.config.echo_delay_ms;
-      runAfterResponse(req, () => {
+      runAfterResponse(reply, () => {
         if (delay > 0) setTimeout(() => void echo(), delay).unref();
         else void echo();
       });

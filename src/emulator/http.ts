@@ -38,22 +38,14 @@ export function externalBase(app: FastifyInstance, req: FastifyRequest): string 
   return `${req.protocol}://${req.host}${prefix}`;
 }
 
-/** Callbacks to run once the response has been written (the echo webhook after send/). */
-const afterResponse = new WeakMap<FastifyRequest, Array<() => void>>();
-
-export function runAfterResponse(req: FastifyRequest, fn: () => void): void {
-  const list = afterResponse.get(req);
-  if (list) list.push(fn);
-  else afterResponse.set(req, [fn]);
-}
-
-export function installAfterResponseHook(app: FastifyInstance): void {
-  app.addHook('onResponse', async (req) => {
-    const list = afterResponse.get(req);
-    if (!list) return;
-    afterResponse.delete(req);
-    for (const fn of list) fn();
-  });
+/**
+ * Runs `fn` once the response has been written (the echo webhook after send/), or at once when the
+ * caller has hung up: TikTok's echo goes all the same when a client stopped waiting for the answer.
+ * (Fastify runs no onResponse hook for a request whose caller went away.)
+ */
+export function runAfterResponse(reply: FastifyReply, fn: () => void): void {
+  if (reply.raw.destroyed) setImmediate(fn);
+  else reply.raw.once('close', fn);
 }
 
 export type TikTokHandler = (req: FastifyRequest, reply: FastifyReply) => Promise<Record<string, unknown>>;

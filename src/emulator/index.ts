@@ -15,7 +15,7 @@ import { registerMessagingRoutes } from './api-messaging.js';
 import { ControlError, registerControlRoutes } from './control.js';
 import { DEFAULT_APP_SCOPES, DEFAULT_RETRY_DELAYS_MS, type EmulatorContext, type RuntimeConfig } from './context.js';
 import { errorEnvelope } from './envelope.js';
-import { API_PREFIX, installAfterResponseHook } from './http.js';
+import { API_PREFIX } from './http.js';
 import { requestId } from './ids.js';
 import { QpsLimiter } from './messaging-rules.js';
 import { registerOAuthRoutes } from './oauth.js';
@@ -125,8 +125,6 @@ export function createEmulator(opts: EmulatorOptions): Emulator {
       if (status >= 500) req.log.error({ err }, 'emulator: control request failed');
       return reply.code(status).send({ error: err.message, ...(err instanceof ControlError && err.rule ? { rule: err.rule } : {}) });
     });
-
-    installAfterResponseHook(app);
     app.addHook('onClose', async () => { await close(); });
 
     registerOAuthRoutes(app, ctx);

@@ -103,11 +103,26 @@ export interface Candidate {
   contact_is_follower: number;
 }
 
-type Row = Candidate & { status: string; next_attempt_at: number | null };
+type Row = Candidate & { status: string; next_attempt_at: number | null; error: string | null };
 
 interface AccountInfo { id: string; provider: string; external_id: string; status: string }
 
-interface SendError { code: string; message: string; provider_code: number | null }
+interface SendError { code: string; message: string; provider_code: number | null; attempted_at?: string }
+
+/**
+ * A retry whose last attempt may have reached TikTok (TiktokNetworkError.mayHaveArrived) is stored
+ * with this code and the time that attempt began: before it is sent again, TikTok is asked whether
+ * it has it (Lane.adoptedEarlierSend), so a timed-out send does not reach the customer twice.
+ */
+const UNCONFIRMED = 'send_unconfirmed';
+
+/** When the first attempt that may have reached TikTok began, if the reply's last error says so. */
+function unconfirmedSince(c: Row): number | null {
+  if (!c.error || c.attempts < 2) return null;
+  const e = parseJson<Partial<SendError> | null>(c.error, null);
+  const at = e?.code === UNCONFIRMED && typeof e.attempted_at === 'string' ? Date.parse(e.attempted_at) : NaN;
+  return Number.isFinite(at) ? at : null;
+}
 
 const contactOf = (c: Candidate): ContactSummary => ({
   id: c.contact_id, username: c.contact_username, display_name: c.contact_display_name, is_follower: Boolean(c.contact_is_follower),
@@ -301,6 +316,8 @@ export class Sender {
 
 const leaseName = (accountId: string) => `sender:${accountId}`;
 
+const SEND_ENDPOINT = 'business/message/send/';
+
 /** How far TikTok's clock may run behind ours when matching an echo to the send that caused it. */
 const ECHO_CLOCK_SKEW_MS = 5_000;
 /** Replies left `sending` whose fate is asked of TikTok per sweep (one paced call each), and for how long at most. */
@@ -322,7 +339,7 @@ export const staleSending = (db: Executor, before: number) => db.selectFrom('mes
  * conversation, never claimed by our sender (attempts 0), with the same content, sent after the
  * reply was claimed. The reply heads its conversation, so no later reply of ours was sent since.
  */
-function echoOf(tx: Tx, c: Candidate, claimedAt: number) {
+function echoOf(tx: Executor, c: Candidate, claimedAt: number) {
   return tx.selectFrom('messages').select(['provider_message_id', 'provider_timestamp'])
     .where('conversation_id', '=', c.conversation_id).where('direction', '=', 'outbound').where('id', '!=', c.id)
     .where('source', '=', 'api').where('attempts', '=', 0).where('status', 'in', ['sent', 'read'])
@@ -345,7 +362,7 @@ function candidates(db: Tx | AppContext['database']['db']) {
 }
 
 /** The account's pending replies, with their queue state. */
-const pendingOfAccount = (db: Tx | AppContext['database']['db'], accountId: string) => candidates(db).select(['m.status', 'm.next_attempt_at'])
+const pendingOfAccount = (db: Tx | AppContext['database']['db'], accountId: string) => candidates(db).select(['m.status', 'm.next_attempt_at', 'm.error'])
   .where('m.account_id', '=', accountId).where(isPending('m'));
 
 /**
@@ -688,6 +705,13 @@ class Lane {
   private async execute(c: Row, slot: number): Promise<void> {
     const ctx = this.ctx;
     const gate = gateFor(ctx, this.accountId);
+    const unconfirmed = unconfirmedSince(c);
+    if (unconfirmed !== null) {
+      // The lookup takes this slot; the send, if it is still needed, the next one.
+      gate.cancel(slot);
+      if (await this.adoptedEarlierSend(c, unconfirmed)) return;
+      slot = gate.reserve();
+    }
     const policy = WINDOW_POLICIES[ctx.config.tiktokWindowPolicy];
     const w = windowAt(policy, { lastInboundAt: c.last_inbound_at, outboundSinceInbound: 0 }, ctx.clock());
     if (!w.open) {
@@ -699,6 +723,7 @@ class Lane {
     const account = await this.loadAccount();
     const client = tiktokClient(ctx.config);
     let providerId: string;
+    const attemptedAt = ctx.clock();
     try {
       let sendSlot = slot;
       let mediaId: string | null = null;
@@ -717,7 +742,7 @@ class Lane {
       const body = sendBody(c, mediaId);
       providerId = await this.call(sendSlot, (token) => client.send(token, account.external_id, c.conv_external_id, body));
     } catch (err) {
-      await this.failed(c, err);
+      await this.failed(c, err, unconfirmed ?? attemptedAt);
       return;
     }
     // TikTok has it: the conversation's next reply may go while this result is written. (A failure
@@ -759,7 +784,8 @@ class Lane {
   /**
    * The result, written on its own: when TikTok's echo outlived its deferral (apply.ts) it was
    * recorded as a message of its own, holding the TikTok id; this reply adopts it. Also how a reply
-   * left `sending` by a stopped process adopts its echo (Sender.recoverStale).
+   * left `sending` by a stopped process adopts its echo (Sender.recoverStale), and one whose send may
+   * have reached TikTok what TikTok has (Lane.adoptedEarlierSend).
    */
   async sentCarefully(tx: Tx, events: EventInput[], c: Candidate, providerId: string, ts: number): Promise<void> {
     const now = this.ctx.clock();
@@ -799,8 +825,11 @@ class Lane {
     };
   }
 
-  /** Decides a failed attempt: hold (account), retry with backoff, or fail for good. */
-  private async failed(c: Row, err: unknown): Promise<void> {
+  /**
+   * Decides a failed attempt: hold (account), retry with backoff, or fail for good. `since`: when the
+   * earliest attempt that may have reached TikTok began (this one's start, when it may have).
+   */
+  private async failed(c: Row, err: unknown, since: number): Promise<void> {
     const ctx = this.ctx;
     if (err instanceof AccountUnavailable || (err instanceof ApiError && err.code.startsWith('account_'))) {
       this.account = null;
@@ -817,6 +846,7 @@ class Lane {
       return;
     }
     if (action === 'retry' || action === 'refresh') {
+      const unclear = err instanceof TiktokNetworkError && err.mayHaveArrived && err.endpoint === SEND_ENDPOINT;
       const schedule = ctx.config.sendRetrySchedule;
       if (c.attempts <= schedule.length) {
         const nextAt = ctx.clock() + schedule[c.attempts - 1] * 1000;
@@ -824,22 +854,51 @@ class Lane {
         const w = windowAt(policy, { lastInboundAt: c.last_inbound_at, outboundSinceInbound: 0 }, nextAt);
         if (w.open) {
           if (providerCode === 40100) ctx.log.warn({ account_id: this.accountId, message_id: c.id }, 'sender: TikTok throttled (40100); retrying');
-          await this.retry(c, { code: err instanceof TiktokNetworkError ? 'network_error' : 'provider_error', message: reason, provider_code: providerCode }, nextAt);
+          const error: SendError = unclear
+            ? { code: UNCONFIRMED, message: `${reason}; TikTok may have the reply: it is asked before the reply is sent again`, provider_code: null, attempted_at: new Date(since).toISOString() }
+            : { code: err instanceof TiktokNetworkError ? 'network_error' : 'provider_error', message: reason, provider_code: providerCode };
+          await this.retry(c, error, nextAt);
           return;
         }
+        if (unclear && await this.adoptedEarlierSend(c, since)) return;
         await this.fail(c, { code: 'window_closed', message: `could not send before the reply window closed at ${iso(w.expires_at)}: ${reason}`, provider_code: providerCode });
         return;
       }
+      if (unclear && await this.adoptedEarlierSend(c, since)) return;
       await this.fail(c, { code: 'provider_error', message: `TikTok did not take the reply after ${c.attempts} attempts: ${reason}`, provider_code: providerCode });
       return;
     }
     await this.fail(c, refusal(c, err, providerCode));
   }
 
+  /**
+   * A reply whose earlier attempt (begun at `since`) may have reached TikTok: recorded as sent when
+   * its echo was recorded meanwhile or TikTok lists it (askTikTok). Otherwise (TikTok has none, or
+   * cannot tell) it is for the caller to send it (again: at least once).
+   */
+  private async adoptedEarlierSend(c: Row, since: number): Promise<boolean> {
+    const echo = await echoOf(this.ctx.database.db, c, since);
+    const asked = echo ? null : await this.askTikTok(c, since);
+    const found = echo ? { providerMessageId: echo.provider_message_id!, timestampMs: echo.provider_timestamp! } : asked === 'elsewhere' ? undefined : asked;
+    if (!found) {
+      if (found === undefined) this.ctx.log.warn({ account_id: this.accountId, message_id: c.id }, 'sender: could not learn whether TikTok has a reply whose send timed out; sending it again');
+      return false;
+    }
+    this.sender.outcomes.sent.inc();
+    this.done(c);
+    this.release(c);
+    const account = await this.loadAccount();
+    const written = this.sender.committer.run((tx, events) => this.sentCarefully(tx, events, c, found.providerMessageId, found.timestampMs));
+    this.ctx.recentSends.recording(account.external_id, found.providerMessageId, written);
+    await written;
+    return true;
+  }
+
   private retry(c: Row, error: SendError, nextAt: number): Promise<void> {
     const now = this.ctx.clock();
+    const stored = JSON.stringify(error);
     return this.sender.committer.run(async (tx, events) => {
-      await tx.updateTable('messages').set({ status: 'queued', next_attempt_at: nextAt, error: JSON.stringify(error), updated_at: now }).where('id', '=', c.id).execute();
+      await tx.updateTable('messages').set({ status: 'queued', next_attempt_at: nextAt, error: stored, updated_at: now }).where('id', '=', c.id).execute();
       events.push(this.status(c, 'queued', null, { ...error, retrying: true }, { next_attempt_at: iso(nextAt) }));
     }).then(() => {
       this.sender.outcomes.retry.inc();
@@ -847,6 +906,7 @@ class Lane {
       for (const r of [c, ...(this.rows ?? []).filter((x) => x.id === c.id)]) {
         r.status = 'queued';
         r.next_attempt_at = nextAt;
+        r.error = stored;
       }
       this.wakeLater(nextAt);
     });

@@ -78,13 +78,17 @@ export class TiktokClient {
         ({ status, text } = await transport.request(url, method, headers, body, timeoutMs));
       }
     } catch (err) {
-      throw new TiktokNetworkError(err instanceof Error ? err.message : String(err), path);
+      // (fetch's uploads do not tell: an upload repeated only leaves TikTok an unused media id.)
+      const written = (err as { requestWritten?: unknown } | null)?.requestWritten === true;
+      throw new TiktokNetworkError(err instanceof Error ? err.message : String(err), path, written);
     }
-    if (status >= 500 || status === 429) throw new TiktokNetworkError(`HTTP ${status}`, path);
+    // A 429 is a refusal; a 5xx may come from a proxy that gave up on a request TikTok still ran.
+    if (status >= 500) throw new TiktokNetworkError(`HTTP ${status}`, path, true);
+    if (status === 429) throw new TiktokNetworkError(`HTTP ${status}`, path);
     if (status >= 300 && status < 400) throw new TiktokNetworkError(`HTTP ${status}: redirects are not followed`, path);
     let env: Envelope<T>;
-    try { env = parseTiktokJson(text) as Envelope<T>; } catch { throw new TiktokNetworkError(`HTTP ${status}, not JSON`, path); }
-    if (typeof env.code !== 'number') throw new TiktokNetworkError(`HTTP ${status}, no envelope`, path);
+    try { env = parseTiktokJson(text) as Envelope<T>; } catch { throw new TiktokNetworkError(`HTTP ${status}, not JSON`, path, true); }
+    if (typeof env.code !== 'number') throw new TiktokNetworkError(`HTTP ${status}, no envelope`, path, true);
     if (env.code !== 0) throw new TiktokApiError(env.code, env.message ?? '', env.request_id ?? null, path);
     return env.data;
   }
@@ -136,10 +140,13 @@ export class TiktokClient {
   }
 
   async send(token: string, businessId: string, conversationId: string, body: SendBody): Promise<string> {
-    const d = await this.call<{ message: { message_id: string } }>('POST', 'business/message/send/', {
+    const d = await this.call<{ message?: { message_id?: unknown } } | null>('POST', 'business/message/send/', {
       token, json: { business_id: businessId, recipient_type: 'CONVERSATION', recipient: conversationId, ...body },
     });
-    return d.message.message_id;
+    const id = d?.message?.message_id;
+    // Accepted, but without the id that would tie the reply to TikTok's message: TikTok has it.
+    if (typeof id !== 'string' || !id) throw new TiktokNetworkError('the send was accepted (code 0) without a message id', 'business/message/send/', true);
+    return id;
   }
 
   async uploadImage(token: string, businessId: string, bytes: Buffer, contentType: string): Promise<string> {

@@ -8,9 +8,14 @@ export class TiktokApiError extends Error {
   }
 }
 
-/** A transport failure: no envelope at all (network, HTTP 5xx, timeout). Always transient. */
+/**
+ * A transport failure: no envelope at all (network, HTTP 5xx, timeout). Always transient.
+ * `mayHaveArrived`: the request went out and no clear refusal came back (a timeout, a reset, a 5xx
+ * from a proxy, an acceptance without its result), so TikTok may have acted on it: a send must not
+ * simply be repeated.
+ */
 export class TiktokNetworkError extends Error {
-  constructor(message: string, readonly endpoint: string) {
+  constructor(message: string, readonly endpoint: string, readonly mayHaveArrived = false) {
     super(`TikTok ${endpoint} unreachable: ${message}`);
     this.name = 'TiktokNetworkError';
   }

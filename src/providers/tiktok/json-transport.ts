@@ -15,7 +15,9 @@ const MAX_ANSWER_BYTES = 8 * 1024 * 1024;
  * costs several times the CPU of a plain request on a reused socket.
  *
  * The whole exchange must fit in `timeoutMs`; redirects are not followed (a 3xx comes back as is).
- * Rejects only when no complete answer arrived (connect error, reset, timeout, oversized answer).
+ * Rejects only when no complete answer arrived (connect error, reset, timeout, oversized answer),
+ * with `requestWritten` on the error: whether the whole request had gone out, so that TikTok may
+ * have acted on it.
  */
 export class JsonTransport {
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 256, scheduling: 'lifo' });
@@ -28,11 +30,12 @@ export class JsonTransport {
     if (payload) allHeaders['content-length'] = String(payload.length);
     return new Promise<JsonExchange>((resolve, reject) => {
       let settled = false;
+      let written = false;
       const settle = (err: Error | null, value?: JsonExchange) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        if (err) reject(err);
+        if (err) reject(Object.assign(err, { requestWritten: written }));
         else resolve(value!);
       };
       const req = (isHttps ? https : http).request(url, { method, headers: allHeaders, agent: isHttps ? this.httpsAgent : this.httpAgent }, (res) => {
@@ -55,6 +58,8 @@ export class JsonTransport {
         settle(new Error(`no answer within ${timeoutMs} ms`));
         req.destroy();
       }, timeoutMs);
+      // From here on TikTok may have acted on the request, whatever becomes of its answer.
+      req.on('finish', () => { written = true; });
       req.on('error', (err) => settle(err));
       req.end(payload);
     });

@@ -5,10 +5,10 @@ const clients = new Map<string, TiktokClient>();
 
 /** One client per (API base, app): read lazily because sandbox mode fills these in after listen. */
 export function tiktokClient(config: Config): TiktokClient {
-  const key = `${config.tiktokApiBase}|${config.tiktokAppId}|${config.tiktokAppSecret}`;
+  const key = `${config.tiktokApiBase}|${config.tiktokAppId}|${config.tiktokAppSecret}|${config.tiktokTimeoutMs}`;
   let client = clients.get(key);
   if (!client) {
-    client = new TiktokClient({ apiBase: config.tiktokApiBase, appId: config.tiktokAppId, appSecret: config.tiktokAppSecret });
+    client = new TiktokClient({ apiBase: config.tiktokApiBase, appId: config.tiktokAppId, appSecret: config.tiktokAppSecret, timeoutMs: config.tiktokTimeoutMs });
     clients.set(key, client);
   }
   return client;
