@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import { loadConfig, type Env } from '../src/config.js';
@@ -250,6 +251,33 @@ describe('webhook delivery', () => {
     expect(list.data[0].response_body).toBe('fine\uFFFD');
     expect(list.data[1].response_body).not.toContain('\u0000');
     expect(list.data[1].response_body).toContain('Err');
+  });
+
+  it('records the other outcomes when one cannot be written, and that one without the answer\'s body', async () => {
+    const gw = await setup();
+    // A row the database refuses, as a fault of ours would make one: the answer body 'poison'.
+    const db = gw.server.ctx.database.db;
+    if (TEST_DB === 'postgres') {
+      await sql.raw(`create function refuse_poison() returns trigger language plpgsql as $$ begin
+        if new.response_body = 'poison' then raise exception 'poisoned row'; end if; return new; end $$`).execute(db);
+      await sql.raw('create trigger refuse_poison before insert on delivery_attempts for each row execute function refuse_poison()').execute(db);
+    } else {
+      await sql.raw(`create trigger refuse_poison before insert on delivery_attempts when new.response_body = 'poison'
+        begin select raise(abort, 'poisoned row'); end`).execute(db);
+    }
+    const s = await sink((req) => ({ status: 200, body: req.body.includes('"text":"bad"') ? 'poison' : 'ok' }));
+    const ep = await endpoint(gw, s);
+    // Together: their outcomes share a flush.
+    const stored = await gw.append([ev('message.received', 'cv_1'), ev('message.received', 'cv_2', { text: 'bad' }), ev('message.received', 'cv_3'), ev('message.received', 'cv_4')]);
+    let list: any;
+    await until('four recorded attempts', async () => {
+      list = (await gw.api('GET', `/v1/webhook-endpoints/${ep.id}/deliveries`)).body;
+      return list.data.length === 4 && list.data.every((a: { delivery_status: string }) => a.delivery_status === 'succeeded');
+    });
+    const byEvent = new Map(list.data.map((a: { event_id: string }) => [a.event_id, a]));
+    expect(byEvent.get(stored[1].id)).toMatchObject({ status_code: 200, response_body: null });
+    for (const i of [0, 2, 3]) expect(byEvent.get(stored[i].id)).toMatchObject({ status_code: 200, response_body: 'ok' });
+    expect(s.requests).toHaveLength(4);
   });
 
   it('disables the endpoint on 410 Gone', async () => {

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { sql } from 'kysely';
 import type { AppContext } from '../context.js';
-import type { Executor } from '../db/database.js';
+import { databaseUnavailable, type Executor, type Tx } from '../db/database.js';
 import { newId } from '../core/ids.js';
 import { deliveryActive, deliveryPending } from './delivery-status.js';
 import { HttpPoster, type PostResult } from './http-post.js';
@@ -318,78 +318,138 @@ class Worker {
 
   /** Writes attempts and outcomes of finished requests in one transaction. */
   private async flush(): Promise<void> {
-    const batch = this.completions;
+    let batch = this.completions;
     const releases = this.releases;
     this.completions = [];
     this.releases = [];
     if (!batch.length && !releases.length) return;
     const now = this.ctx.clock();
     try {
-      await this.db.transaction().execute(async (tx) => {
-        if (batch.length) {
-          for (let i = 0; i < batch.length; i += 200) {
-            await tx.insertInto('delivery_attempts').values(batch.slice(i, i + 200).map((c) => ({
-              id: newId('att', c.attemptedAt),
-              delivery_id: c.row.id,
-              endpoint_id: c.row.endpoint_id,
-              attempted_at: c.attemptedAt,
-              status_code: c.result.status,
-              latency_ms: c.result.latencyMs,
-              error: c.result.error ?? (c.outcome.kind === 'succeeded' ? null : `HTTP ${c.result.status}`),
-              response_body: c.result.body || null,
-            }))).execute();
-          }
-        }
-        // Successes: one update per (status code, attempts) group.
-        const groups = new Map<string, string[]>();
-        for (const c of batch) {
-          if (c.outcome.kind !== 'succeeded') continue;
-          const k = `${c.result.status}:${c.row.attempts + 1}`;
-          const list = groups.get(k) ?? [];
-          list.push(c.row.id);
-          groups.set(k, list);
-        }
-        for (const [k, ids] of groups) {
-          const [code, attempts] = k.split(':').map(Number);
-          for (let i = 0; i < ids.length; i += 500) {
-            await tx.updateTable('deliveries')
-              .set({ status: 'succeeded', attempts, locked_until: null, last_status_code: code, last_error: null, updated_at: now })
-              .where('id', 'in', ids.slice(i, i + 500)).where('status', '=', this.inFlightStatus).execute();
-          }
-        }
-        for (const c of batch) {
-          const o = c.outcome;
-          if (o.kind === 'succeeded') continue;
-          const error = c.result.error ?? `HTTP ${c.result.status}`;
-          await tx.updateTable('deliveries').set({
-            status: o.kind === 'retry' ? 'pending' : 'failed',
-            attempts: c.row.attempts + 1,
-            next_attempt_at: o.kind === 'retry' ? o.at : now,
-            locked_until: null,
-            last_status_code: c.result.status,
-            last_error: error.slice(0, 500),
-            updated_at: now,
-          }).where('id', '=', c.row.id).where('status', '=', this.inFlightStatus).execute();
-          if (o.kind === 'failed' && o.disableEndpoint) {
-            await tx.updateTable('webhook_endpoints')
-              .set({ enabled: 0, disabled_reason: `the endpoint answered 410 Gone on ${new Date(c.attemptedAt).toISOString()}`, updated_at: now })
-              .where('id', '=', c.row.endpoint_id).execute();
-          }
-        }
-        if (releases.length && this.pg) {
-          await tx.updateTable('deliveries').set({ status: 'pending', locked_until: null, next_attempt_at: now, updated_at: now })
-            .where('id', 'in', releases).where('status', '=', 'delivering').execute();
-        }
-      });
+      await this.db.transaction().execute((tx) => this.write(tx, batch, releases, now));
       this.flushFailed = false;
     } catch (err) {
-      // Keep them for the next flush; if the process dies first, the leases expire and they are redelivered.
-      this.ctx.log.error({ err }, 'recording delivery outcomes failed');
-      this.completions.unshift(...batch);
-      this.releases.unshift(...releases);
-      this.flushFailed = true;
-      return;
+      if (databaseUnavailable(err) || batch.length === 0) {
+        // Keep them for the next flush; if the process dies first, the leases expire and they are redelivered.
+        this.ctx.log.error({ err }, 'recording delivery outcomes failed');
+        this.keep(batch, releases);
+        return;
+      }
+      // Some row could not be written: kept whole, the batch would fail again and again, holding
+      // back every outcome in it. Each is written on its own instead.
+      this.ctx.log.error({ err }, 'recording delivery outcomes failed; recording them one by one');
+      const { left, dropped } = await this.writeEach(batch, now);
+      if (dropped.length) this.kick(); // (given back to the claim loop)
+      this.recorded(batch.filter((c) => !left.includes(c) && !dropped.includes(c)), []);
+      if (left.length) { this.keep(left, releases); return; }
+      batch = [];
+      try {
+        if (releases.length) await this.db.transaction().execute((tx) => this.write(tx, [], releases, now));
+      } catch (releaseErr) {
+        this.ctx.log.error({ err: releaseErr }, 'releasing deliveries failed');
+        this.keep([], releases);
+        return;
+      }
+      this.flushFailed = false;
     }
+    this.recorded(batch, releases);
+  }
+
+  private keep(batch: Completion[], releases: string[]): void {
+    this.completions.unshift(...batch);
+    this.releases.unshift(...releases);
+    this.flushFailed = true;
+  }
+
+  /**
+   * Each outcome in a transaction of its own. One that still fails is written once more without
+   * what the subscriber sent (its answer's body): the only part of a row that comes from outside.
+   * If even that fails it is dropped with a log line: its delivery is made again (SQLite: it was
+   * never marked; Postgres: its lease expires). `left`: what waits for the database to come back.
+   */
+  private async writeEach(batch: Completion[], now: number): Promise<{ left: Completion[]; dropped: Completion[] }> {
+    const dropped: Completion[] = [];
+    for (let i = 0; i < batch.length; i++) {
+      const c = batch[i];
+      const bare: Completion = { ...c, result: { ...c.result, body: '' } };
+      let lastErr: unknown = null;
+      for (const attempt of [c, bare]) {
+        try {
+          await this.db.transaction().execute((tx) => this.write(tx, [attempt], [], now));
+          lastErr = null;
+          break;
+        } catch (err) {
+          if (databaseUnavailable(err)) return { left: batch.slice(i), dropped };
+          lastErr = err;
+        }
+      }
+      if (lastErr) {
+        this.ctx.log.error({ err: lastErr, delivery_id: c.row.id }, 'recording a delivery outcome failed; the delivery will be made again');
+        this.held.delete(c.row.id);
+        dropped.push(c);
+      }
+    }
+    return { left: [], dropped };
+  }
+
+  private async write(tx: Tx, batch: Completion[], releases: string[], now: number): Promise<void> {
+    if (batch.length) {
+      for (let i = 0; i < batch.length; i += 200) {
+        await tx.insertInto('delivery_attempts').values(batch.slice(i, i + 200).map((c) => ({
+          id: newId('att', c.attemptedAt),
+          delivery_id: c.row.id,
+          endpoint_id: c.row.endpoint_id,
+          attempted_at: c.attemptedAt,
+          status_code: c.result.status,
+          latency_ms: c.result.latencyMs,
+          error: c.result.error ?? (c.outcome.kind === 'succeeded' ? null : `HTTP ${c.result.status}`),
+          response_body: c.result.body || null,
+        }))).execute();
+      }
+    }
+    // Successes: one update per (status code, attempts) group.
+    const groups = new Map<string, string[]>();
+    for (const c of batch) {
+      if (c.outcome.kind !== 'succeeded') continue;
+      const k = `${c.result.status}:${c.row.attempts + 1}`;
+      const list = groups.get(k) ?? [];
+      list.push(c.row.id);
+      groups.set(k, list);
+    }
+    for (const [k, ids] of groups) {
+      const [code, attempts] = k.split(':').map(Number);
+      for (let i = 0; i < ids.length; i += 500) {
+        await tx.updateTable('deliveries')
+          .set({ status: 'succeeded', attempts, locked_until: null, last_status_code: code, last_error: null, updated_at: now })
+          .where('id', 'in', ids.slice(i, i + 500)).where('status', '=', this.inFlightStatus).execute();
+      }
+    }
+    for (const c of batch) {
+      const o = c.outcome;
+      if (o.kind === 'succeeded') continue;
+      const error = c.result.error ?? `HTTP ${c.result.status}`;
+      await tx.updateTable('deliveries').set({
+        status: o.kind === 'retry' ? 'pending' : 'failed',
+        attempts: c.row.attempts + 1,
+        next_attempt_at: o.kind === 'retry' ? o.at : now,
+        locked_until: null,
+        last_status_code: c.result.status,
+        last_error: error.slice(0, 500),
+        updated_at: now,
+      }).where('id', '=', c.row.id).where('status', '=', this.inFlightStatus).execute();
+      if (o.kind === 'failed' && o.disableEndpoint) {
+        await tx.updateTable('webhook_endpoints')
+          .set({ enabled: 0, disabled_reason: `the endpoint answered 410 Gone on ${new Date(c.attemptedAt).toISOString()}`, updated_at: now })
+          .where('id', '=', c.row.endpoint_id).execute();
+      }
+    }
+    if (releases.length && this.pg) {
+      await tx.updateTable('deliveries').set({ status: 'pending', locked_until: null, next_attempt_at: now, updated_at: now })
+        .where('id', 'in', releases).where('status', '=', 'delivering').execute();
+    }
+  }
+
+  /** After the outcomes are written (or given up): counters, retry timers, the claim loop. */
+  private recorded(batch: Completion[], releases: string[]): void {
     for (const c of batch) {
       this.held.delete(c.row.id);
       this.ctx.metrics.deliveries.inc({ outcome: c.outcome.kind });
