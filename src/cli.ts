@@ -42,11 +42,47 @@ async function withDatabase<T>(cfg: Config, fn: (db: Awaited<ReturnType<typeof o
   try { return await fn(database); } finally { await database.close(); }
 }
 
+/**
+ * The password typed at a terminal (not echoed), or the first line of piped input. Input that ends
+ * before a line would otherwise leave the question pending until Node exits, with status 0 and
+ * no user created.
+ */
 async function readPassword(): Promise<string> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: process.stdin.isTTY });
-  const answer = await rl.question('Password: ');
-  rl.close();
-  return answer.trim();
+  const noPassword = () => new ConfigError('no password given: pass --password or type it when asked');
+  if (process.stdin.isTTY) return readHidden('Password: ', noPassword);
+  const rl = createInterface({ input: process.stdin, terminal: false });
+  try {
+    for await (const line of rl) return line.trim();
+    throw noPassword();
+  } finally { rl.close(); }
+}
+
+function readHidden(prompt: string, onEnd: () => Error): Promise<string> {
+  const stdin = process.stdin;
+  process.stderr.write(prompt);
+  stdin.setRawMode(true);
+  stdin.resume();
+  stdin.setEncoding('utf8');
+  return new Promise((resolve, reject) => {
+    let typed = '';
+    const finish = (err: Error | null) => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+      if (err) reject(err); else resolve(typed.trim());
+    };
+    const onData = (chunk: string) => {
+      for (const ch of chunk) {
+        if (ch === '\r' || ch === '\n') return finish(null);
+        if (ch === '\u0003') return finish(new ConfigError('cancelled'));
+        if (ch === '\u0004') return finish(typed ? null : onEnd());
+        if (ch === '\u007f' || ch === '\b') typed = typed.slice(0, -1);
+        else typed += ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
 }
 
 function printSandboxBanner(url: string): void {

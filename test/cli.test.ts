@@ -5,13 +5,14 @@ import { freePort } from './helpers/scratch.js';
 import { freshStorage, TEST_DB, type TestStorage } from './helpers/db.js';
 import { startSink, type Sink } from './helpers/sink.js';
 
-function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const c = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    if (input !== undefined) c.stdin!.end(input);
     let stdout = '';
     let stderr = '';
-    c.stdout.on('data', (d) => (stdout += d));
-    c.stderr.on('data', (d) => (stderr += d));
+    c.stdout!.on('data', (d) => (stdout += d));
+    c.stderr!.on('data', (d) => (stderr += d));
     c.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
 }
@@ -107,4 +108,22 @@ describe('command line and sandbox mode', () => {
     expect(emulator.code).toBe(2);
     expect(emulator.stderr).toMatch(/--port must be an integer from 0 to 65535, got "abc"/);
   });
+
+  it('reads a user\'s password from piped input, and refuses input that ends without one', async () => {
+    const store = await freshStorage();
+    try {
+      const env = { ...process.env, DMGATE_DATA_DIR: store.dataDir, DATABASE_URL: store.databaseUrl };
+      const args = ['users', 'create', '--email', 'piped@example.com', '--role', 'agent'];
+      const none = await run(args, env);
+      expect(none.code).toBe(2);
+      expect(none.stderr).toMatch(/no password given/);
+      // Nothing was created: the same email is free.
+      const piped = await run(args, env, 'a-long-password\n');
+      expect(piped.stderr).not.toMatch(/error/i);
+      expect(piped.code).toBe(0);
+      expect(piped.stdout.trim()).toMatch(/^usr_/);
+    } finally {
+      await store.drop();
+    }
+  }, 60000);
 });
