@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../context.js';
 import { transaction, type Executor } from '../db/database.js';
-import { tryAcquireLease } from '../db/leases.js';
+import { releaseLease, tryAcquireLease } from '../db/leases.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
 import { decodeTiktokWebhook, type TiktokEnvelope } from '../providers/tiktok/webhook-events.js';
@@ -92,6 +92,9 @@ export function startProcessor(ctx: AppContext): Worker {
       off(); offAccounts();
       if (timer) clearInterval(timer);
       await running;
+      // Given back at once: a worker started in this one's place (a rolling restart) would otherwise
+      // leave DMs unprocessed until the lease ran out.
+      if (ctx.database.dialect === 'postgres' && leasedAt > -Infinity) await releaseLease(ctx.database, 'ingest-processor', owner).catch(() => undefined);
     },
   };
 }

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { loadConfig, type Env } from '../../src/config.js';
+import { loadConfig, type Env, type Role } from '../../src/config.js';
 import { serve, type RunningServer } from '../../src/server.js';
 import { createApiKey } from '../../src/auth/api-keys.js';
 import { startEmulator, type EmulatorOptions } from '../../src/emulator/index.js';
@@ -28,6 +28,8 @@ export interface TestGateway {
   emulatorUrl: string;
   storage: TestStorage;
   logs: LogCapture;
+  /** The environment the gateway was configured from (another process of the cluster starts from it). */
+  env: Env;
   api<T = any>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<HttpResult<T>>;
   control<T = any>(path: string, body?: unknown): Promise<T>;
   /** Creates the business at the emulator and connects it through the real OAuth redirects. */
@@ -45,6 +47,8 @@ export interface TestGatewayOptions {
   clock?: () => number;
   /** Keep the storage (a restart test reuses it). */
   storage?: TestStorage;
+  /** What the process runs (default: the configuration's, all). */
+  role?: Role;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<TestGateway> {
@@ -60,7 +64,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
     DMGATE_DELIVERY_SCHEDULE: '0,0.2,0.4,0.8', DMGATE_POLL_INTERVAL_MS: '100', DMGATE_SEND_RETRY_SCHEDULE: '0.1,0.2,0.4,0.8',
     ...opts.env,
   };
-  let server = await serve(loadConfig(env), { logDestination: logs, clock: opts.clock });
+  let server = await serve(loadConfig(env), { logDestination: logs, clock: opts.clock, role: opts.role });
   const { key } = await createApiKey(server.ctx.database, 'test');
 
   const register = () => registerTiktokWebhook(server.ctx.config, `${server.url}/webhooks/tiktok`);
@@ -68,7 +72,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
 
   const gw: TestGateway = {
     get url() { return server.url; },
-    key, get server() { return server; }, emulatorUrl: emu.url, storage, logs,
+    key, get server() { return server; }, emulatorUrl: emu.url, storage, logs, env,
     async api(method, path, body, headers = {}) {
       const res = await fetch(server.url + path, {
         method,
@@ -115,7 +119,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
     },
     async restart() {
       await server.close();
-      server = await serve(loadConfig({ ...env, DMGATE_PORT: String(new URL(server.url).port) }), { logDestination: logs, clock: opts.clock });
+      server = await serve(loadConfig({ ...env, DMGATE_PORT: String(new URL(server.url).port) }), { logDestination: logs, clock: opts.clock, role: opts.role });
     },
     async close() {
       await server.close();
