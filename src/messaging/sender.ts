@@ -11,7 +11,7 @@ import { accessToken, AccountUnavailable } from '../accounts/tokens.js';
 import { getAccount, setAccountStatus } from '../accounts/store.js';
 import { fetchConversation, LISTED_MESSAGES } from '../ingest/sync.js';
 import { classifyTiktokError, TiktokApiError, TiktokNetworkError } from '../providers/tiktok/errors.js';
-import type { SendBody } from '../providers/tiktok/api-client.js';
+import { SEND_PATH, type SendBody } from '../providers/tiktok/api-client.js';
 import { tiktokClient } from '../providers/tiktok/provider.js';
 import type { Worker } from '../runtime.js';
 import { committerFor, type Committer } from './committer.js';
@@ -256,7 +256,7 @@ export class Sender {
       for (const c of rows) {
         const echo = await echoOf(tx, c, c.updated_at);
         if (!echo) { unknown.push(c); continue; }
-        await this.lane(c.account_id).sentCarefully(tx, events, c, echo.provider_message_id!, echo.provider_timestamp!);
+        await this.lane(c.account_id).sentCarefully(tx, events, c, echo.providerMessageId, echo.timestampMs);
         adopted.add(c.account_id);
       }
     });
@@ -287,7 +287,7 @@ export class Sender {
           // An echo recorded while TikTok was asked is this reply's, as in the first pass (askTikTok
           // passes over TikTok messages that some message of ours records already).
           const echo = await echoOf(tx, c, c.updated_at);
-          const answer = echo ? { providerMessageId: echo.provider_message_id!, timestampMs: echo.provider_timestamp! } : answers.get(c.id);
+          const answer = echo ?? answers.get(c.id);
           if (answer) {
             await this.lane(c.account_id).sentCarefully(tx, events, c, answer.providerMessageId, answer.timestampMs);
             adopted.add(c.account_id);
@@ -316,8 +316,6 @@ export class Sender {
 
 const leaseName = (accountId: string) => `sender:${accountId}`;
 
-const SEND_ENDPOINT = 'business/message/send/';
-
 /** How far TikTok's clock may run behind ours when matching an echo to the send that caused it. */
 const ECHO_CLOCK_SKEW_MS = 5_000;
 /** Replies left `sending` whose fate is asked of TikTok per sweep (one paced call each), and for how long at most. */
@@ -339,13 +337,14 @@ export const staleSending = (db: Executor, before: number) => db.selectFrom('mes
  * conversation, never claimed by our sender (attempts 0), with the same content, sent after the
  * reply was claimed. The reply heads its conversation, so no later reply of ours was sent since.
  */
-function echoOf(tx: Executor, c: Candidate, claimedAt: number) {
-  return tx.selectFrom('messages').select(['provider_message_id', 'provider_timestamp'])
+async function echoOf(tx: Executor, c: Candidate, claimedAt: number): Promise<TikTokSend | undefined> {
+  const echo = await tx.selectFrom('messages').select(['provider_message_id', 'provider_timestamp'])
     .where('conversation_id', '=', c.conversation_id).where('direction', '=', 'outbound').where('id', '!=', c.id)
     .where('source', '=', 'api').where('attempts', '=', 0).where('status', 'in', ['sent', 'read'])
     .where('provider_message_id', 'is not', null).where('provider_timestamp', '>=', claimedAt - ECHO_CLOCK_SKEW_MS)
     .where('type', '=', c.type).where('text', c.text === null ? 'is' : '=', c.text)
     .orderBy('provider_timestamp').limit(1).executeTakeFirst();
+  return echo && { providerMessageId: echo.provider_message_id!, timestampMs: echo.provider_timestamp! };
 }
 
 /** Pending replies with what sending them needs (conversation and contact). */
@@ -846,7 +845,7 @@ class Lane {
       return;
     }
     if (action === 'retry' || action === 'refresh') {
-      const unclear = err instanceof TiktokNetworkError && err.mayHaveArrived && err.endpoint === SEND_ENDPOINT;
+      const unclear = err instanceof TiktokNetworkError && err.mayHaveArrived && err.endpoint === SEND_PATH;
       const schedule = ctx.config.sendRetrySchedule;
       if (c.attempts <= schedule.length) {
         const nextAt = ctx.clock() + schedule[c.attempts - 1] * 1000;
@@ -877,9 +876,8 @@ class Lane {
    * cannot tell) it is for the caller to send it (again: at least once).
    */
   private async adoptedEarlierSend(c: Row, since: number): Promise<boolean> {
-    const echo = await echoOf(this.ctx.database.db, c, since);
-    const asked = echo ? null : await this.askTikTok(c, since);
-    const found = echo ? { providerMessageId: echo.provider_message_id!, timestampMs: echo.provider_timestamp! } : asked === 'elsewhere' ? undefined : asked;
+    const asked = await echoOf(this.ctx.database.db, c, since) ?? await this.askTikTok(c, since);
+    const found = asked === 'elsewhere' ? undefined : asked;
     if (!found) {
       if (found === undefined) this.ctx.log.warn({ account_id: this.accountId, message_id: c.id }, 'sender: could not learn whether TikTok has a reply whose send timed out; sending it again');
       return false;

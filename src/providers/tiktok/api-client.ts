@@ -16,6 +16,9 @@ export interface TokenSet {
   openId: string;
 }
 
+/** The send endpoint (its errors carry it as `endpoint`: the sender tells a send's from an upload's by it). */
+export const SEND_PATH = 'business/message/send/';
+
 interface Envelope<T> { code: number; message: string; request_id?: string; data: T }
 
 export interface TiktokClientOptions {
@@ -140,12 +143,12 @@ export class TiktokClient {
   }
 
   async send(token: string, businessId: string, conversationId: string, body: SendBody): Promise<string> {
-    const d = await this.call<{ message?: { message_id?: unknown } } | null>('POST', 'business/message/send/', {
+    const d = await this.call<{ message?: { message_id?: unknown } } | null>('POST', SEND_PATH, {
       token, json: { business_id: businessId, recipient_type: 'CONVERSATION', recipient: conversationId, ...body },
     });
     const id = d?.message?.message_id;
     // Accepted, but without the id that would tie the reply to TikTok's message: TikTok has it.
-    if (typeof id !== 'string' || !id) throw new TiktokNetworkError('the send was accepted (code 0) without a message id', 'business/message/send/', true);
+    if (typeof id !== 'string' || !id) throw new TiktokNetworkError('the send was accepted (code 0) without a message id', SEND_PATH, true);
     return id;
   }
 
