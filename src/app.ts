@@ -125,10 +125,10 @@ function fieldOf(error: NonNullable<FastifyError['validation']>[number]): string
 }
 
 /** A schema error's message about the field as the caller named it, not Ajv's `body/template/title`. */
-function validationMessage(error: NonNullable<FastifyError['validation']>[number], subject: string): string {
+function validationMessage(error: NonNullable<FastifyError['validation']>[number], subject: string, context: string | undefined): string {
   switch (error.keyword) {
     case 'required': return `${subject} is required`;
-    case 'additionalProperties': return `${subject} is not a known field`;
+    case 'additionalProperties': return context === 'querystring' ? `${subject} is not a query parameter of this endpoint` : `${subject} is not a known field`;
     case 'type': if (!error.instancePath && subject === 'body') return 'the body must be a JSON object'; break;
   }
   return `${subject} ${(error.message ?? 'is not valid').replace('must NOT', 'must not')}`;
@@ -159,7 +159,7 @@ function toApiError(err: FastifyError | ApiError): ApiError {
     const subject = field ?? fe.validationContext ?? 'body';
     const allowed = allowedValues(fe.validation);
     if (allowed) return new ApiError('invalid_request', `${subject} must be one of: ${allowed.join(', ')}`, { field, rule: 'enum', allowed });
-    return new ApiError('invalid_request', validationMessage(first, subject), { ...(field ? { field } : {}), rule: first.keyword });
+    return new ApiError('invalid_request', validationMessage(first, subject, fe.validationContext), { ...(field ? { field } : {}), rule: first.keyword });
   }
   switch (fe.statusCode) {
     case 413: return new ApiError('payload_too_large', 'the request body is too large');

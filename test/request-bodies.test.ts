@@ -120,4 +120,33 @@ describe('request bodies and query filters', () => {
     expect((await gw.api('GET', '/v1/conversations?assignee=usr_01m95hb7pj0j7tsp1qzeq8fppv')).body.data).toEqual([]);
     expect((await gw.api('GET', '/v1/conversations?assignee=none&account_id=')).status).toBe(200);
   });
+
+  it('a misspelt filter is refused by name instead of being ignored', async () => {
+    await customerWrites(gw, 'bodies_shop', 'bodies_resolved_one');
+    const res = await gw.api('GET', '/v1/conversations?statsu=resolved');
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({
+      code: 'invalid_request', message: 'statsu is not a query parameter of this endpoint', details: { field: 'statsu', rule: 'additionalProperties' },
+    });
+    expect((await gw.api('GET', '/v1/conversations?status=resolved')).status).toBe(200);
+  });
+
+  it('every API endpoint with query parameters refuses one it does not have', async () => {
+    const spec = (await (await fetch(`${gw.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, Schema>> };
+    const checked: string[] = [];
+    const open: string[] = [];
+    for (const [path, ops] of Object.entries(spec.paths)) {
+      const get = ops.get;
+      if (!path.startsWith('/v1/') || !get?.parameters?.some((p: Schema) => p.in === 'query')) continue;
+      const url = path.replace(/\{[^}]+\}/g, 'x_01m95hb7pj0j7tsp1qzeq8fppv') + '?no_such_parameter=1';
+      // Only the status and body of a refusal are read: an endpoint that took the request may be a stream.
+      const res = await fetch(gw.url + url, { headers: { authorization: `Bearer ${gw.key}` }, signal: AbortSignal.timeout(5000) });
+      checked.push(path);
+      const field = res.status === 400 ? ((await res.json()) as { error?: { details?: { field?: string } } }).error?.details?.field : undefined;
+      if (field !== 'no_such_parameter') open.push(`${path} answered ${res.status}`);
+      if (res.status !== 400) await res.body?.cancel();
+    }
+    expect(checked.length).toBeGreaterThanOrEqual(8);
+    expect(open).toEqual([]);
+  });
 });

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
-import { IdParams, ListQuery, Nullable, NullableScalar, NullableString, errorResponses, listOf } from '../http/schemas.js';
+import { IdParams, ListQuery, Query, Nullable, NullableScalar, NullableString, errorResponses, listOf } from '../http/schemas.js';
 import { requireAdmin } from '../http/principal.js';
 import { accountView, getAccount, setAccountStatus } from './store.js';
 import { tiktokClient } from '../providers/tiktok/provider.js';
@@ -60,7 +60,7 @@ export function accountRoutes(ctx: AppContext): FastifyPluginAsync {
     app.get('/accounts', {
       schema: {
         tags: ['accounts'],
-        querystring: Type.Composite([ListQuery, Type.Object({ status: Type.Optional(Status) })]),
+        querystring: Query({ ...ListQuery.properties, status: Type.Optional(Status) }),
         response: { 200: listOf(Type.Ref(AccountSchema)), ...errorResponses(400, 401) },
       },
     }, async (req) => {

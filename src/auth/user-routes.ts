@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { ApiError } from '../core/errors.js';
-import { IdParams, Nullable, errorResponses, listOf } from '../http/schemas.js';
+import { IdParams, Nullable, Query, errorResponses, listOf } from '../http/schemas.js';
 import { principalOf, requireAdmin } from '../http/principal.js';
 import { MAX_PASSWORD, UserInputError, createUser, getUser, updateUser, userView } from './users.js';
 import { RoleSchema, UserSchema } from './schemas.js';
@@ -21,7 +21,7 @@ const PatchBody = Type.Object({
   disabled: Type.Optional(Type.Boolean({ description: 'disabled users cannot sign in; their sessions end' })),
   password: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_PASSWORD, description: 'set a new password (ends their sessions)' })),
 }, { additionalProperties: false });
-const UsersQuery = Type.Object({
+const UsersQuery = Query({
   cursor: Type.Optional(Type.String()),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 200 })),
   include_disabled: Type.Optional(Type.Boolean({ default: true })),

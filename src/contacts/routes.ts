@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { invalid, notFound } from '../core/errors.js';
 import { parseJson } from '../db/database.js';
-import { IdParams, Nullable, NullableString, errorResponses, listOf } from '../http/schemas.js';
+import { IdParams, Nullable, NullableString, Query, errorResponses, listOf } from '../http/schemas.js';
 import { cursorFilter, pageOf } from '../http/pagination.js';
 import { contactView } from '../messaging/views.js';
 
@@ -30,7 +30,7 @@ export function contactRoutes(ctx: AppContext): FastifyPluginAsync {
     app.get('/contacts', {
       schema: {
         tags: ['contacts'],
-        querystring: Type.Object({ q: Type.Optional(Type.String()), cursor: Type.Optional(Type.String()), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })) }),
+        querystring: Query({ q: Type.Optional(Type.String()), cursor: Type.Optional(Type.String()), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })) }),
         response: { 200: listOf(Type.Ref(ContactSchema)), ...errorResponses(400, 401) },
       },
     }, async (req) => {

@@ -3,17 +3,18 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { invalid } from '../core/errors.js';
-import { errorResponses, ListQuery, NullableString } from '../http/schemas.js';
+import { errorResponses, ListQuery, NullableString, Query } from '../http/schemas.js';
 import { streamRoutes } from '../realtime/routes.js';
 import { eventTypesOf } from './types.js';
 import { idFilter } from '../http/filters.js';
 
-const EventsQuery = Type.Composite([ListQuery, Type.Object({
+const EventsQuery = Query({
+  ...ListQuery.properties,
   type: Type.Optional(Type.String({ description: 'an event type, or several separated by commas' })),
   account_id: Type.Optional(Type.String()),
   conversation_id: Type.Optional(Type.String()),
   after: Type.Optional(Type.String({ description: 'an event id: only events after it' })),
-})]);
+});
 
 const Event = Type.Object({
   id: Type.String(),

@@ -1,4 +1,4 @@
-import { Type, type TSchema } from '@sinclair/typebox';
+import { Type, type TProperties, type TSchema } from '@sinclair/typebox';
 
 /** Shared route-schema pieces, so every list and error looks the same in the OpenAPI document. */
 export const ErrorSchema = Type.Object({
@@ -10,7 +10,13 @@ export const ErrorSchema = Type.Object({
   }),
 }, { $id: 'Error' });
 
-export const ListQuery = Type.Object({
+/**
+ * A query string's schema. Closed, as bodies are: a misspelt filter (`?statsu=open`) is refused
+ * with its name instead of being ignored, which would answer with everything it was meant to filter.
+ */
+export const Query = <T extends TProperties>(properties: T) => Type.Object(properties, { additionalProperties: false });
+
+export const ListQuery = Query({
   cursor: Type.Optional(Type.String()),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
 });

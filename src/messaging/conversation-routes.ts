@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { notFound } from '../core/errors.js';
 import { idFilter } from '../http/filters.js';
-import { IdParams, Nullable, NullableScalar, NullableString, errorResponses, listOf } from '../http/schemas.js';
+import { IdParams, Nullable, NullableScalar, NullableString, Query, errorResponses, listOf } from '../http/schemas.js';
 import { principalOf } from '../http/principal.js';
 import { cursorFilter, pageOf } from '../http/pagination.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
@@ -74,7 +74,7 @@ export function conversationRoutes(ctx: AppContext): FastifyPluginAsync {
     app.get('/conversations', {
       schema: {
         tags: ['conversations'],
-        querystring: Type.Object({
+        querystring: Query({
           account_id: Type.Optional(Type.String()), status: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('resolved')])),
           assignee: Type.Optional(Type.String({ description: '`me`, `none`, or a user id' })), contact_id: Type.Optional(Type.String()),
           cursor: Type.Optional(Type.String()), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
@@ -112,7 +112,7 @@ export function conversationRoutes(ctx: AppContext): FastifyPluginAsync {
     app.get('/conversations/:id/messages', {
       schema: {
         tags: ['conversations'], params: IdParams,
-        querystring: Type.Object({ cursor: Type.Optional(Type.String()), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })), order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])) }),
+        querystring: Query({ cursor: Type.Optional(Type.String()), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })), order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])) }),
         response: { 200: listOf(Type.Ref(MessageSchema)), ...errorResponses(401, 404) },
       },
     }, async (req) => {

@@ -3,11 +3,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { invalid } from '../core/errors.js';
-import { errorResponses } from '../http/schemas.js';
+import { errorResponses, Query } from '../http/schemas.js';
 import { SseHub } from './hub.js';
 import { eventTypesOf } from '../events/types.js';
 
-const StreamQuery = Type.Object({
+const StreamQuery = Query({
   types: Type.Optional(Type.String({ description: 'comma-separated event types to receive (default: all)' })),
   last_event_id: Type.Optional(Type.String({ description: 'resume after this event id (same as the Last-Event-ID header)' })),
 });
