@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { waitBackfill } from './helpers/accounts.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { customerWrites, events, expectNoViolations, reply, sentAtEmulator, settled, stats, waitFor, waitStatus } from './helpers/outbound.js';
 
@@ -67,6 +68,31 @@ describe('sends TikTok may have taken without saying so', () => {
     const queued = (await statusEvents(r.body.id)).find((e) => e.status === 'queued');
     expect(queued!.error).toMatchObject({ code: 'send_unconfirmed' });
     expect(queued!.error.message).toMatch(/without a message id/);
+  });
+
+  it('a reply held for reauthorization after an unclear attempt is looked up when the account is back, not sent twice', async () => {
+    const account = await gw.connect('unclear_held_shop');
+    const conv = await customerWrites(gw, 'unclear_held_shop', 'wyn');
+    await gw.control('config', { send_delay_ms: 1500 });
+    const r = await reply(gw, { conversation_id: conv.id, type: 'text', text: 'held, then found' });
+    await waitFor('the first attempt to time out', async () => (await gw.api('GET', `/v1/messages/${r.body.id}`)).body.error);
+    // The business revokes the app before the retry: the lookup and the send are refused (40105).
+    await gw.control('tokens/revoke', { business: 'unclear_held_shop' });
+    await gw.control('config', { send_delay_ms: 0 });
+    const held = await waitStatus(gw, r.body.id, 'held');
+    expect(held.attempts).toBe(2);
+    expect((await sentAtEmulator(gw, conv.external_id)).map((s) => s.text.body)).toEqual(['held, then found']);
+
+    const before = await waitBackfill(gw, account.id);
+    await gw.connect('unclear_held_shop');
+    const m = await waitStatus(gw, r.body.id, 'sent');
+    const atTikTok = await sentAtEmulator(gw, conv.external_id);
+    expect(atTikTok.map((s) => s.text.body)).toEqual(['held, then found']);
+    expect(m.provider_message_id).toBe(atTikTok[0].message_id);
+    await gw.drain();
+    expect((await events(gw, 'message.sent')).filter((e) => e.conversation_id === conv.id).map((e) => e.message_id)).toEqual([r.body.id]);
+    // (The reconnection's backfill reads TikTok's lists too; the next test counts those reads.)
+    await waitBackfill(gw, account.id, before.requested_at);
   });
 
   it('a refusal is retried as before, without asking TikTok first', async () => {

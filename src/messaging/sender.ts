@@ -935,6 +935,7 @@ class Lane {
       const rows = await candidates(tx).where('m.account_id', '=', this.accountId).where(isPending('m'))
         .where((eb) => eb.or([eb('m.status', '=', 'queued'), ...(current ? [eb('m.id', '=', current.id)] : [])])).execute();
       if (!rows.length) return;
+      // The stored error stays: a send_unconfirmed mark must outlive the hold (the lookup comes after it).
       await tx.updateTable('messages').set({ status: 'held', updated_at: now }).where('id', 'in', rows.map((r) => r.id)).execute();
       for (const r of rows) {
         events.push(statusEvent({
