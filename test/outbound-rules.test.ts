@@ -81,6 +81,40 @@ describe('reply rules are enforced before TikTok is called', () => {
     expect((await reply(gw, { conversation_id: us.id, type: 'text', text: 'We can only send text here' })).status).toBe(202);
   });
 
+  it('showing a conversation tells whether images can go there, asking TikTok once', async () => {
+    await gw.control('customers', { username: 'jp_buyer', region: 'JP' });
+    const jp = await customerWrites(gw, 'rules_shop', 'jp_buyer');
+    const sg = await customerWrites(gw, 'rules_shop', 'sg_buyer');
+    const asked = async () => (await stats(gw)).calls['business/message/capabilities/get/'] ?? 0;
+    const before = await asked();
+    const listed = async () => (await gw.api('GET', '/v1/conversations?limit=200')).body.data.filter((c: { id: string }) => c.id === sg.id)[0];
+    // The list shows what is known and asks nothing.
+    expect((await listed()).window.can_send_images).toBeNull();
+    expect((await gw.api('GET', `/v1/conversations/${jp.id}`)).body.window.can_send_images).toBe(false);
+    expect((await gw.api('GET', `/v1/conversations/${sg.id}`)).body.window.can_send_images).toBe(true);
+    expect((await gw.api('GET', `/v1/conversations/${sg.id}`)).body.window.can_send_images).toBe(true);
+    expect((await listed()).window.can_send_images).toBe(true);
+    expect(await asked()).toBe(before + 2);
+    // The answer is the accept path's too: an image to the JP conversation is refused without asking again.
+    const res = await reply(gw, { conversation_id: jp.id, type: 'image', image: { data_base64: PNG.toString('base64') } });
+    expect(res.body.error).toMatchObject({ code: 'image_not_allowed' });
+    expect(await asked()).toBe(before + 2);
+  });
+
+  it('when TikTok fails to answer, showing a conversation gives what is known, and does not ask again at every look', async () => {
+    await gw.connect('rules_revoked_shop');
+    const c = await customerWrites(gw, 'rules_revoked_shop', 'kai');
+    await gw.control('faults', { endpoint: 'business/message/capabilities/get/', code: 50002, times: 1 });
+    const asked = async () => (await stats(gw)).calls['business/message/capabilities/get/'] ?? 0;
+    const before = await asked();
+    const first = await gw.api('GET', `/v1/conversations/${c.id}`);
+    expect(first.status).toBe(200);
+    expect(first.body.window.can_send_images).toBeNull();
+    // A failed question is not asked again at every look (each takes one of the account's rate slots).
+    expect((await gw.api('GET', `/v1/conversations/${c.id}`)).body.window.can_send_images).toBeNull();
+    expect(await asked()).toBe(before + 1);
+  });
+
   it('templates: title ≤ 40, 1–3 buttons, button title ≤ 20, id ≤ 40', async () => {
     const b = (n: number) => Array.from({ length: n }, (_, i) => ({ title: `Option ${i + 1}` }));
     const e1 = await refused({ type: 'template', template: { title: 'x'.repeat(41), buttons: b(2) } }, 'template_invalid');

@@ -194,6 +194,7 @@ describe('POST /v1/messages: replies reach TikTok', () => {
 
   it('sends images (upload first): base64, a URL, a gateway media id', async () => {
     const conv = await customerWrites(gw, 'reply_shop', 'finn');
+    const asked = (await stats(gw)).calls['business/message/capabilities/get/'] ?? 0;
     const a = await reply(gw, { conversation_id: conv.id, type: 'image', image: { data_base64: PNG.toString('base64') } });
     expect(a.status).toBe(202);
     expect(a.body.media).toMatchObject({ kind: 'image', content_type: 'image/png' });
@@ -209,7 +210,7 @@ describe('POST /v1/messages: replies reach TikTok', () => {
     expect(atTikTok.every((s) => s.image?.media_id)).toBe(true);
     const s = await stats(gw);
     expect(s.calls['business/message/media/upload/']).toBeGreaterThanOrEqual(4);
-    expect(s.calls['business/message/capabilities/get/']).toBe(1); // cached on the conversation
+    expect(s.calls['business/message/capabilities/get/']).toBe(asked + 1); // cached on the conversation
     const media = await fetch(`${gw.url}${a.body.media.url}`, { headers: { authorization: `Bearer ${gw.key}` } });
     expect(Buffer.from(await media.arrayBuffer()).equals(PNG)).toBe(true);
   });

@@ -3,13 +3,11 @@ import { ApiError, notFound } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { type Executor, type Tx } from '../db/database.js';
 import { boundRow, prepared } from '../db/prepared.js';
-import { withAccessToken } from '../accounts/tokens.js';
 import { TiktokApiError } from '../providers/tiktok/errors.js';
-import { tiktokClient } from '../providers/tiktok/provider.js';
 import { checkImage, checkTemplate, checkText, decodeBase64, templateAsText, tooLarge, IMAGE_MAX_BYTES, type Template, type TemplateInput } from './content.js';
 import { fetchImage } from './image-fetch.js';
 import { conversationsRepliedToday, isUniqueViolation, lockConversation, repliedBeforeLastInbound, repliedToday, requestHash, utcDayStart, DAY_MS } from './queue.js';
-import { gateFor, paced } from './rate-gate.js';
+import { imageCapability } from './image-capability.js';
 import { acceptBatcherFor, conversationsForAccept, type ConversationForAccept, type ConversationWithCap } from './accept-batch.js';
 import { committerFor, type Op } from './committer.js';
 import { iso, MESSAGE_COLUMNS, type ConversationRow, type MessageRow } from './views.js';
@@ -41,8 +39,6 @@ export interface AcceptOptions {
 
 export interface Accepted { message: MessageRow; replayed: boolean }
 
-/** How long a capabilities/get answer is trusted. */
-const CAPABILITY_TTL_MS = 24 * 3600 * 1000;
 const IDEMPOTENCY_KEY_MAX = 255;
 
 const invalid = (message: string, details: Record<string, unknown> = {}) => new ApiError('invalid_request', message, details);
@@ -86,7 +82,7 @@ export async function acceptReply(ctx: AppContext, req: ReplyRequest, opts: Acce
     if (newToday) await checkDailyCap(ctx, ctx.database.db, conv.account_id, now);
   }
   const image = req.type === 'image' ? await resolveImage(ctx, req.image!, conv.account_id) : null;
-  if (image) await checkImageCapability(ctx, conv, conv.business_id, now);
+  if (image) await checkImageCapability(ctx, conv, conv.business_id);
 
   const extra: Record<string, unknown> = {};
   if (shape.template) extra.template = shape.template;
@@ -287,24 +283,16 @@ async function resolveImage(ctx: AppContext, image: NonNullable<ReplyRequest['im
   return { bytes: null, contentType: null, providerMediaId: mediaId };
 }
 
-/** TikTok's capabilities/get IMAGE_SEND for the conversation, cached on it for a day. */
-async function checkImageCapability(ctx: AppContext, conv: ConversationRow, businessId: string, now: number): Promise<void> {
+/** Refuses an image where TikTok does not allow one (see image-capability.ts). */
+async function checkImageCapability(ctx: AppContext, conv: ConversationRow, businessId: string): Promise<void> {
   let allowed: boolean;
-  if (conv.image_capability !== null && conv.image_capability_checked_at !== null && now - conv.image_capability_checked_at < CAPABILITY_TTL_MS) {
-    allowed = Boolean(conv.image_capability);
-  } else {
-    const client = tiktokClient(ctx.config);
-    const gate = gateFor(ctx, conv.account_id);
-    try {
-      allowed = await withAccessToken(ctx, conv.account_id, (token) => paced(gate, () =>
-        client.canSendImages(token, businessId, conv.external_id, conv.last_outbound_at ? 'SINGLE' : 'STRANGER')));
-    } catch (err) {
-      if (err instanceof ApiError) throw err;
-      throw new ApiError('provider_error', 'TikTok did not answer whether this conversation can receive images; try again', {
-        provider_code: err instanceof TiktokApiError ? err.code : null, reason: err instanceof Error ? err.message : String(err),
-      });
-    }
-    await ctx.database.db.updateTable('conversations').set({ image_capability: Number(allowed), image_capability_checked_at: ctx.clock() }).where('id', '=', conv.id).execute();
+  try {
+    allowed = await imageCapability(ctx, conv, businessId);
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    throw new ApiError('provider_error', 'TikTok did not answer whether this conversation can receive images; try again', {
+      provider_code: err instanceof TiktokApiError ? err.code : null, reason: err instanceof Error ? err.message : String(err),
+    });
   }
   if (!allowed) {
     throw new ApiError('image_not_allowed', 'TikTok does not allow images in this conversation (the business or the customer is in a region without DM images); send text', {

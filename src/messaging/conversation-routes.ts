@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../context.js';
 import { notFound } from '../core/errors.js';
 import { idFilter } from '../http/filters.js';
+import { imageCapabilityForShow } from './image-capability.js';
 import { IdParams, Nullable, NullableScalar, NullableString, Query, errorResponses, listOf } from '../http/schemas.js';
 import { principalOf } from '../http/principal.js';
 import { cursorFilter, pageOf } from '../http/pagination.js';
@@ -106,7 +107,10 @@ export function conversationRoutes(ctx: AppContext): FastifyPluginAsync {
       schema: { tags: ['conversations'], params: IdParams, response: { 200: Type.Ref(ConversationSchema), ...errorResponses(401, 404) } },
     }, async (req) => {
       const { conv, contact } = await loadConversation(ctx, (req.params as { id: string }).id);
-      return conversationView(ctx, conv, contact, (await repliedBeforeOf(ctx, [conv])).has(conv.id));
+      const view = conversationView(ctx, conv, contact, (await repliedBeforeOf(ctx, [conv])).has(conv.id));
+      // While replies can go, the agent should know before picking a picture whether it can be sent.
+      if (view.window.open) view.window.can_send_images = await imageCapabilityForShow(ctx, conv);
+      return view;
     });
 
     app.get('/conversations/:id/messages', {
