@@ -94,6 +94,8 @@ const schema = {
   tokenCheckIntervalS: ['DMGATE_TOKEN_CHECK_INTERVAL', int(0, 7 * 86400), 900],
   /** Days of conversations read on connect (TikTok keeps 90); 0 turns the backfill on connect off. */
   backfillDays: ['DMGATE_BACKFILL_DAYS', int(0, 90), 90],
+  /** Days the raw webhooks, the event log and webhook deliveries are kept (src/retention.ts); 0 keeps them all. */
+  retentionDays: ['DMGATE_RETENTION_DAYS', int(0, 36500), 0],
 } as const;
 
 type Schema = typeof schema;

@@ -5,6 +5,7 @@ import { startProcessor } from './ingest/processor.js';
 import { startSender } from './messaging/sender.js';
 import { startTokenKeeper } from './accounts/token-keeper.js';
 import { startBackfillWorker } from './accounts/backfill.js';
+import { startRetention } from './retention.js';
 
 export interface Worker { stop(): Promise<void> }
 
@@ -20,6 +21,7 @@ export function startWorkers(ctx: AppContext, role: Role): NamedWorker[] {
     { name: 'sender', worker: startSender(ctx) },
     { name: 'token keeper', worker: startTokenKeeper(ctx) },
     { name: 'backfill', worker: startBackfillWorker(ctx) },
+    { name: 'retention', worker: startRetention(ctx) },
   ];
 }
 
