@@ -12,6 +12,7 @@ import { startConnect } from './accounts/connect.js';
 import { closeContext, createContext } from './context.js';
 import type { BackfillState } from './accounts/store.js';
 import { SANDBOX_PREFIX } from './sandbox.js';
+import { backupDataDir } from './backup.js';
 
 /** How long a SIGTERM or SIGINT may take to close everything before the process exits anyway. */
 const SHUTDOWN_TIMEOUT_MS = 25_000;
@@ -29,6 +30,7 @@ Usage:
   dmgate accounts list                        connected accounts with their status and token expiry
   dmgate accounts backfill --account ID [--days N]   read an account's recent conversations again (progress on stderr)
   dmgate tiktok register-webhook              point the TikTok app's DM webhook at DMGATE_PUBLIC_URL/webhooks/tiktok
+  dmgate backup --to DIR                      copy the SQLite data directory (database and keys), safe while dmgate runs
 
 Configuration is read from the environment and .env (see README).`;
 
@@ -281,6 +283,14 @@ async function main(argv: string[]): Promise<number> {
       if (cfg.sandbox) throw new ConfigError('sandbox mode wires its webhook by itself; set TIKTOK_APP_ID and TIKTOK_APP_SECRET first');
       const url = await registerTiktokWebhook(cfg);
       console.log(url);
+      return 0;
+    }
+    case 'backup': {
+      const { values } = parseArgs({ args: argv.slice(1), options: { to: { type: 'string' } } });
+      if (!values.to) throw new ConfigError('usage: dmgate backup --to DIR');
+      const files = backupDataDir(config(), values.to);
+      for (const f of files) console.error(`wrote ${f}`);
+      console.error('Restore: stop dmgate, copy these files into an empty DMGATE_DATA_DIR, start it.');
       return 0;
     }
     case undefined: case 'help': case '--help': case '-h':

@@ -1,9 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import { freePort } from './helpers/scratch.js';
 import { freshStorage, TEST_DB, type TestStorage } from './helpers/db.js';
 import { startSink, type Sink } from './helpers/sink.js';
+import { startTestGateway } from './helpers/gateway.js';
+import { customerWrites } from './helpers/outbound.js';
 
 function run(args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -124,6 +129,50 @@ describe('command line and sandbox mode', () => {
       expect(piped.stdout.trim()).toMatch(/^usr_/);
     } finally {
       await store.drop();
+    }
+  }, 60000);
+
+  it('backs up a running SQLite gateway\'s data directory into one that serves the same data; PostgreSQL is pointed at pg_dump', async () => {
+    const gw = await startTestGateway();
+    const target = join(mkdtempSync(join(tmpdir(), 'dmgate-backup-')), 'copy');
+    try {
+      const env = { ...process.env, ...gw.env };
+      if (TEST_DB === 'postgres') {
+        const res = await run(['backup', '--to', target], env);
+        expect(res.code).toBe(2);
+        expect(res.stderr).toMatch(/pg_dump/);
+        return;
+      }
+      await gw.connect('backup_shop');
+      const conv = await customerWrites(gw, 'backup_shop', 'bea', 'keep this');
+      expect((await run(['backup'], env)).code).toBe(2);
+      // Taken while the gateway runs and writes.
+      const writing = customerWrites(gw, 'backup_shop', 'ben', 'written meanwhile');
+      const res = await run(['backup', '--to', target], env);
+      await writing;
+      expect(res.stderr).toContain(`wrote ${join(target, 'dmgate.db')}`);
+      expect(res.code).toBe(0);
+      expect(readFileSync(join(target, 'secret.key'), 'utf8')).toBe(readFileSync(join(gw.storage.dataDir, 'secret.key'), 'utf8'));
+      expect(statSync(join(target, 'secret.key')).mode & 0o777).toBe(0o600);
+      // A second backup into the same place is refused: nothing is overwritten.
+      const again = await run(['backup', '--to', target], env);
+      expect(again.code).toBe(2);
+      expect(again.stderr).toMatch(/not empty/);
+
+      // The copy serves: the conversation is there, and the account's sealed token opens with the copied key.
+      const restored = await startTestGateway({ storage: { ...gw.storage, dataDir: target, drop: async () => undefined } });
+      try {
+        const shown = await restored.api('GET', `/v1/conversations/${conv.id}/messages`);
+        expect(shown.status).toBe(200);
+        expect(shown.body.data.map((m: { text: string }) => m.text)).toContain('keep this');
+        const sealed = await restored.server.ctx.database.db.selectFrom('accounts').select('access_token_enc').where('username', '=', 'backup_shop').executeTakeFirstOrThrow();
+        expect(restored.server.ctx.box.open(sealed.access_token_enc!)).toMatch(/\S/);
+      } finally {
+        await restored.close();
+      }
+    } finally {
+      await gw.close();
+      rmSync(dirname(target), { recursive: true, force: true });
     }
   }, 60000);
 });
