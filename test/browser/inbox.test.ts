@@ -185,6 +185,17 @@ describe('agent inbox (browser)', () => {
     await until('the image to load', () => a.evaluate(`(() => { const i = document.querySelector('.msg.out[data-type="image"] img'); return !!i && i.complete && i.naturalWidth > 0 && !i.src.startsWith('blob:'); })()`));
   });
 
+  it('turns the image button off where TikTok allows no images (the customer\'s region), saying why', async () => {
+    await gw.control('customers', { username: 'yuki', region: 'JP' });
+    await gw.control('dm', { business: 'acme_shop', from: 'yuki', text: 'Can you send a photo?' });
+    await row(a, 'yuki').waitFor({ timeout: 5000 });
+    await row(a, 'yuki').click();
+    const attach = a.locator('.compose-tools button[title^="TikTok doesn\'t allow images"]');
+    await attach.waitFor({ timeout: 5000 });
+    expect(await attach.isDisabled()).toBe(true);
+    expect(await a.locator('#composer-text').isDisabled()).toBe(false);
+  });
+
   it('disables the composer with the reason when the window has closed, and orders by urgency', async () => {
     await gw.control('dm', { business: 'acme_shop', from: 'dave', text: 'Where is my order?', timestamp: Date.now() - 49 * 3600_000 });
     await row(a, 'dave').waitFor({ timeout: 5000 });

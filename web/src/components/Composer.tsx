@@ -84,6 +84,8 @@ export function Composer({ conv, send, replyTo, onClearReply }: Props) {
   useEffect(() => { if (replyTo) ta.current?.focus(); }, [replyTo]);
 
   const block = blockReason(conv, now);
+  const noImages = conv.window.can_send_images === false;
+  const imagesRefused = "TikTok doesn't allow images in this conversation (not available in the customer's or the account's region).";
   const len = codePoints(text);
   const over = len > MAX_TEXT;
   const slash = /^\/(\S*)$/.exec(text);
@@ -96,7 +98,7 @@ export function Composer({ conv, send, replyTo, onClearReply }: Props) {
   async function attach(file: File | null | undefined) {
     setError(null);
     if (!file) return;
-    if (conv.window.can_send_images === false) { setError("TikTok doesn't allow images in this conversation (not available in the customer's or the account's region)."); return; }
+    if (noImages) { setError(imagesRefused); return; }
     const check = await checkImage(file);
     if (!check.ok) { setError(check.reason); return; }
     setImage({ bytes: check.bytes, type: check.type, name: file.name || (check.type === 'image/png' ? 'pasted.png' : 'pasted.jpg'), size: file.size, url: URL.createObjectURL(file) });
@@ -199,9 +201,10 @@ export function Composer({ conv, send, replyTo, onClearReply }: Props) {
             if (file) { e.preventDefault(); void attach(file); }
           }} />
         <div className="compose-tools">
-          <input ref={fileInput} id="composer-file" type="file" accept="image/png,image/jpeg" className="sr-only" tabIndex={-1} disabled={!!block}
+          <input ref={fileInput} id="composer-file" type="file" accept="image/png,image/jpeg" className="sr-only" tabIndex={-1} disabled={!!block || noImages}
             onChange={(e) => { void attach(e.target.files?.[0]); e.target.value = ''; }} />
-          <button type="button" className="ghost icon" disabled={!!block} onClick={() => fileInput.current?.click()} aria-label="Attach an image (JPG or PNG, up to 3 MB)" title="Attach an image">
+          <button type="button" className="ghost icon" disabled={!!block || noImages} onClick={() => fileInput.current?.click()}
+            aria-label={noImages ? imagesRefused : 'Attach an image (JPG or PNG, up to 3 MB)'} title={noImages ? imagesRefused : 'Attach an image'}>
             <svg width="20" height="20" viewBox="0 0 24 24" aria-hidden="true"><rect x="3" y="5" width="18" height="14" rx="2" fill="none" stroke="currentColor" strokeWidth="2" /><circle cx="9" cy="10" r="2" fill="currentColor" /><path d="M4 18l6-5 4 3 3-2 3 3" fill="none" stroke="currentColor" strokeWidth="2" /></svg>
           </button>
           <button type="button" className="ghost icon" disabled={!!block} aria-label="Canned responses" aria-expanded={cannedOpen} title="Canned responses" onClick={() => { setCannedOpen(!cannedOpen); setCannedIndex(0); ta.current?.focus(); }}>
