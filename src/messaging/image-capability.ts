@@ -12,13 +12,13 @@ import type { ConversationRow } from './views.js';
  */
 
 /** How long an answer is trusted. */
-export const CAPABILITY_TTL_MS = 24 * 3600 * 1000;
+const CAPABILITY_TTL_MS = 24 * 3600 * 1000;
 /** After a failed question, how long showing the conversation does not ask again (each question takes one of the account's rate slots). */
 const RETRY_AFTER_FAILURE_MS = 60_000;
 /** How long showing a conversation waits for TikTok's answer; a slower answer is stored for the next look. */
 const SHOW_WAIT_MS = 400;
 
-export type CapabilityConversation = Pick<ConversationRow, 'id' | 'account_id' | 'external_id' | 'last_outbound_at' | 'image_capability' | 'image_capability_checked_at'>;
+type CapabilityConversation = Pick<ConversationRow, 'id' | 'account_id' | 'external_id' | 'last_outbound_at' | 'image_capability' | 'image_capability_checked_at'>;
 
 interface Asking { answer: Promise<boolean>; failedAt: number | null }
 
@@ -26,7 +26,7 @@ interface Asking { answer: Promise<boolean>; failedAt: number | null }
 const asking = new WeakMap<AppContext, Map<string, Asking>>();
 
 /** The cached answer while it is fresh, else null. */
-export function cachedImageCapability(conv: CapabilityConversation, now: number): boolean | null {
+function cachedImageCapability(conv: CapabilityConversation, now: number): boolean | null {
   if (conv.image_capability === null || conv.image_capability_checked_at === null || now - conv.image_capability_checked_at >= CAPABILITY_TTL_MS) return null;
   return Boolean(conv.image_capability);
 }
