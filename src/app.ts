@@ -1,12 +1,12 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyError } from 'fastify';
-import swagger from '@fastify/swagger';
+import swagger, { type SwaggerTransformObject } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import cookie from '@fastify/cookie';
 import { Ajv } from 'ajv';
 import { ApiError, childField, databaseUnavailableError, errorBody } from './core/errors.js';
 import { databaseUnavailable } from './db/database.js';
 import { newId } from './core/ids.js';
-import { ErrorSchema } from './http/schemas.js';
+import { ErrorSchema, OPTIONAL_BODY } from './http/schemas.js';
 import type { AppContext } from './context.js';
 import { ApiKeyVerifier } from './auth/api-keys.js';
 import { systemRoutes } from './http/system-routes.js';
@@ -59,6 +59,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
       security: [{ apiKey: [] }],
     },
     refResolver: { buildLocalReference: (json, _base, _frag, i) => String(json.$id ?? `def-${i}`) },
+    transformObject: (doc) => ('openapiObject' in doc ? optionalBodies(doc.openapiObject as OpenApiPaths) : doc.swaggerObject) as ReturnType<SwaggerTransformObject>,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
@@ -78,6 +79,22 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   await registerFeatures(app, ctx, keys, raw);
   rawRoutesOf.set(app, raw);
   return app;
+}
+
+type OpenApiPaths = { paths?: Record<string, Record<string, { requestBody?: { required?: boolean; content?: Record<string, { schema?: Record<string, unknown> }> } }>> };
+
+/**
+ * @fastify/swagger marks every request body required. A body schema that says OPTIONAL_BODY is not:
+ * its route takes none as an empty one (in a preValidation hook of its own).
+ */
+function optionalBodies<T extends OpenApiPaths>(doc: T): T {
+  for (const ops of Object.values(doc.paths ?? {})) {
+    for (const op of Object.values(ops)) {
+      const schema = op.requestBody?.content?.['application/json']?.schema;
+      if (schema?.[OPTIONAL_BODY]) op.requestBody!.required = false;
+    }
+  }
+  return doc;
 }
 
 /**

@@ -133,6 +133,38 @@ describe('webhook endpoints API', () => {
     expect(gone.body.error.code).toBe('not_found');
   });
 
+  it('a rotated secret keeps signing beside the new one for the overlap asked, so subscribers switch without a refusal', async () => {
+    const gw = await setup();
+    const s = await sink();
+    const ep = await endpoint(gw, s);
+    const verify = (secret: string, i: number) => {
+      const r = s.requests[i];
+      return new Webhook(secret).verify(r.body, {
+        'webhook-id': String(r.headers['webhook-id']), 'webhook-timestamp': String(r.headers['webhook-timestamp']), 'webhook-signature': String(r.headers['webhook-signature']),
+      });
+    };
+    const rotated = await gw.api('POST', `/v1/webhook-endpoints/${ep.id}/rotate-secret`);
+    expect(rotated.status, JSON.stringify(rotated.body)).toBe(200);
+    await gw.append([ev('message.received')]);
+    await s.waitFor(1);
+    // Signed by both: a subscriber still on the old secret and one already on the new verify it.
+    expect(String(s.requests[0].headers['webhook-signature']).split(' ')).toHaveLength(2);
+    expect(verify(ep.signing_secret, 0)).toMatchObject({ event: 'message.received' });
+    expect(verify(rotated.body.signing_secret, 0)).toMatchObject({ event: 'message.received' });
+
+    // Rotating again with no overlap: only the newest secret signs.
+    const bad = await gw.api('POST', `/v1/webhook-endpoints/${ep.id}/rotate-secret`, { previous_valid_for_s: 8 * 86400 });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ code: 'invalid_request', details: { field: 'previous_valid_for_s' } });
+    const now = await gw.api('POST', `/v1/webhook-endpoints/${ep.id}/rotate-secret`, { previous_valid_for_s: 0 });
+    expect(now.status).toBe(200);
+    await gw.append([ev('message.received')]);
+    await s.waitFor(2);
+    expect(String(s.requests[1].headers['webhook-signature']).split(' ')).toHaveLength(1);
+    expect(verify(now.body.signing_secret, 1)).toMatchObject({ event: 'message.received' });
+    expect(() => verify(rotated.body.signing_secret, 1)).toThrow();
+  });
+
   it('validates event names and URLs', async () => {
     const gw = await setup();
     const bad = await gw.api('POST', '/v1/webhook-endpoints', { url: 'http://127.0.0.1:9/x', events: ['message.nope'] });

@@ -136,6 +136,9 @@ export interface WebhookEndpointsTable {
   disabled_reason: string | null;
   ordered: number;
   secret_enc: string;
+  /** After a rotation: the secret replaced, and until when deliveries are signed with it too (ms). */
+  previous_secret_enc: string | null;
+  previous_secret_until: number | null;
   created_at: number;
   updated_at: number;
 }

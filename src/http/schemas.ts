@@ -16,6 +16,9 @@ export const ErrorSchema = Type.Object({
  */
 export const Query = <T extends TProperties>(properties: T) => Type.Object(properties, { additionalProperties: false });
 
+/** Marks a body schema whose route also takes no body (as an empty one): the OpenAPI document says it is optional. */
+export const OPTIONAL_BODY = 'x-optional-body';
+
 export const ListQuery = Query({
   cursor: Type.Optional(Type.String()),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),

@@ -9,7 +9,7 @@ import type { WebhookEndpointsTable } from '../db/schema.js';
 import { serializeEvent } from '../events/outbox.js';
 import { EVENT_TYPES } from '../events/types.js';
 import { requireAdmin } from '../http/principal.js';
-import { errorResponses, IdParams, ListQuery, listOf, Nullable, NullableScalar, NullableString } from '../http/schemas.js';
+import { errorResponses, IdParams, ListQuery, listOf, Nullable, NullableScalar, NullableString, OPTIONAL_BODY } from '../http/schemas.js';
 import { deliveryFailed } from './delivery-status.js';
 import { generateSecret } from './signing.js';
 import { checkWebhookUrl } from './ssrf.js';
@@ -50,6 +50,15 @@ const PatchBody = Type.Object({
   enabled: Type.Optional(Type.Boolean()),
   ordered: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
+
+const MAX_OVERLAP_S = 7 * 86400;
+const DEFAULT_OVERLAP_S = 86400;
+const RotateBody = Type.Object({
+  previous_valid_for_s: Type.Optional(Type.Integer({
+    minimum: 0, maximum: MAX_OVERLAP_S, default: DEFAULT_OVERLAP_S,
+    description: 'seconds the replaced secret keeps signing deliveries alongside the new one; 0 stops it at once',
+  })),
+}, { additionalProperties: false, [OPTIONAL_BODY]: true });
 
 const DeliveryStatus = Type.Union([Type.Literal('pending'), Type.Literal('delivering'), Type.Literal('succeeded'), Type.Literal('failed')]);
 
@@ -160,7 +169,7 @@ export function endpointRoutes(ctx: AppContext): FastifyPluginAsync {
       const row: WebhookEndpointsTable = {
         id: newId('wh', now), url, events: json(normalizeEvents(req.body.events as string[])), description: req.body.description ?? null,
         enabled: 1, disabled_reason: null, ordered: req.body.ordered ? 1 : 0, secret_enc: ctx.box.seal(secret),
-        created_at: now, updated_at: now,
+        previous_secret_enc: null, previous_secret_until: null, created_at: now, updated_at: now,
       };
       await db.insertInto('webhook_endpoints').values(row).execute();
       ctx.bus.notify('endpoints');
@@ -219,14 +228,22 @@ export function endpointRoutes(ctx: AppContext): FastifyPluginAsync {
 
     app.post('/webhook-endpoints/:id/rotate-secret', {
       schema: {
-        tags, summary: 'Replace the signing secret (the old one stops at once)', params: IdParams,
-        response: { 200: EndpointWithSecret, ...errorResponses(401, 403, 404) },
+        tags, summary: 'Replace the signing secret; the old one keeps signing too for a while (24 h unless told)', params: IdParams, body: RotateBody,
+        response: { 200: EndpointWithSecret, ...errorResponses(400, 401, 403, 404) },
       },
+      // The body is optional: none is an empty one.
+      preValidation: async (req) => { req.body ??= {}; },
     }, async (req) => {
       const row = await load(req.params.id);
       const secret = generateSecret();
       const now = ctx.clock();
-      await db.updateTable('webhook_endpoints').set({ secret_enc: ctx.box.seal(secret), updated_at: now }).where('id', '=', row.id).execute();
+      // Until then each delivery carries a signature by either secret: the subscriber can switch
+      // without refusing anything meanwhile. A second rotation drops the oldest.
+      const overlapS = req.body.previous_valid_for_s ?? DEFAULT_OVERLAP_S;
+      await db.updateTable('webhook_endpoints').set({
+        secret_enc: ctx.box.seal(secret), previous_secret_enc: overlapS > 0 ? row.secret_enc : null,
+        previous_secret_until: overlapS > 0 ? now + overlapS * 1000 : null, updated_at: now,
+      }).where('id', '=', row.id).execute();
       ctx.bus.notify('endpoints');
       return { ...toEndpoint(row), signing_secret: secret };
     });

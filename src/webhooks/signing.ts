@@ -22,11 +22,15 @@ export function sign(key: KeyObject, id: string, timestampS: number, body: strin
   return 'v1,' + createHmac('sha256', key).update(`${id}.${timestampS}.${body}`).digest('base64');
 }
 
-/** The three headers of one delivery attempt. `timestampS` is the time of this attempt. */
-export function signatureHeaders(key: KeyObject, id: string, timestampS: number, body: string): Record<string, string> {
+/**
+ * The three headers of one delivery attempt. `timestampS` is the time of this attempt. With several
+ * keys (a secret being rotated), one signature per key, space-separated, as Standard Webhooks
+ * allows: a consumer that knows either secret verifies it.
+ */
+export function signatureHeaders(keys: KeyObject | KeyObject[], id: string, timestampS: number, body: string): Record<string, string> {
   return {
     'webhook-id': id,
     'webhook-timestamp': String(timestampS),
-    'webhook-signature': sign(key, id, timestampS, body),
+    'webhook-signature': (Array.isArray(keys) ? keys : [keys]).map((k) => sign(k, id, timestampS, body)).join(' '),
   };
 }

@@ -37,6 +37,8 @@ interface Claimed {
   ordered: number;
   url: string;
   secret_enc: string;
+  previous_secret_enc: string | null;
+  previous_secret_until: number | null;
   payload: string;
 }
 
@@ -62,7 +64,7 @@ const FLUSH_DELAY_MS = 10;
 export const dueDeliveries = (db: Executor, now: number, limit: number) =>
   db.selectFrom('deliveries as d')
     .innerJoin('webhook_endpoints as e', 'e.id', 'd.endpoint_id')
-    .select(['d.id', 'd.event_id', 'd.endpoint_id', 'd.attempts', 'e.ordered', 'e.url', 'e.secret_enc'])
+    .select(['d.id', 'd.event_id', 'd.endpoint_id', 'd.attempts', 'e.ordered', 'e.url', 'e.secret_enc', 'e.previous_secret_enc', 'e.previous_secret_until'])
     .where(deliveryPending('d'))
     .where('d.next_attempt_at', '<=', now)
     .where('e.enabled', '=', 1)
@@ -284,7 +286,9 @@ class Worker {
     const attemptedAt = this.ctx.clock();
     let result: PostResult;
     try {
-      const headers = signatureHeaders(this.keyFor(row.secret_enc), row.event_id, Math.floor(attemptedAt / 1000), row.payload);
+      const keys = [this.keyFor(row.secret_enc)];
+      if (row.previous_secret_enc && (row.previous_secret_until ?? 0) > attemptedAt) keys.push(this.keyFor(row.previous_secret_enc));
+      const headers = signatureHeaders(keys, row.event_id, Math.floor(attemptedAt / 1000), row.payload);
       result = await this.poster.post(row.url, row.payload, headers, {
         timeoutMs: this.ctx.config.deliveryTimeoutMs,
         allowPrivate: this.ctx.config.allowPrivateWebhooks,
