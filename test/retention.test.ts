@@ -14,7 +14,8 @@ describe('retention', () => {
   let sink: Sink;
 
   beforeAll(async () => {
-    gw = await startTestGateway({ env: { DMGATE_RETENTION_DAYS: '30' } });
+    // A refused delivery waits a minute for its retry: still owed whenever the test prunes.
+    gw = await startTestGateway({ env: { DMGATE_RETENTION_DAYS: '30', DMGATE_DELIVERY_SCHEDULE: '0,60' } });
     sink = await startSink((req) => ({ status: req.path === '/down' ? 503 : 200 }));
     await gw.connect('retained_shop');
   });

@@ -20,10 +20,25 @@ export function Thread({ id, contactOpen, onToggleContact }: Props) {
   const t = useThreadMessages(id);
   const [replyTo, setReplyTo] = useState<Message | null>(null);
 
+  // Loaded when not listed yet; and shown afresh when its window is open but whether images can go is
+  // not known yet (the list does not ask TikTok; showing the conversation does, and may answer before
+  // TikTok does: then once more a little later).
   useEffect(() => {
-    if (conversations.get(id)) return;
-    const at = performance.now();
-    api<Conversation>('GET', `/v1/conversations/${id}`).then((c) => conversations.upsert([c], at), (err) => setMissing(errorText(err)));
+    const unknownImages = (c: Conversation | undefined) => !!c && c.window.open && c.window.can_send_images === null;
+    const listed = conversations.get(id);
+    if (listed && !unknownImages(listed)) return;
+    let cancelled = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const load = (again: boolean) => {
+      const at = performance.now();
+      api<Conversation>('GET', `/v1/conversations/${id}`).then((c) => {
+        if (cancelled) return;
+        conversations.upsert([c], at);
+        if (again && unknownImages(c)) timer = setTimeout(() => load(false), 1500);
+      }, (err) => { if (!cancelled && !conversations.get(id)) setMissing(errorText(err)); });
+    };
+    load(true);
+    return () => { cancelled = true; clearTimeout(timer); };
   }, [id]);
 
   const send = useCallback((body: SendBody, preview: string | null) => t.send(body, preview), [t]);
