@@ -97,7 +97,7 @@ export async function pruneOnce(ctx: AppContext, cutoffMs: number, opts: { stopp
 }
 
 /** The background loop: a pass an hour (one process of a cluster at a time); nothing when retention is off. */
-export function startRetention(ctx: AppContext): Worker {
+export function startRetention(ctx: AppContext, opts: { firstPassMs?: number } = {}): Worker {
   const days = ctx.config.retentionDays;
   if (days === 0) return { stop: async () => undefined };
   const owner = `retention:${process.pid}:${randomBytes(4).toString('hex')}`;
@@ -127,7 +127,7 @@ export function startRetention(ctx: AppContext): Worker {
     }
   }
 
-  schedule(FIRST_PASS_MS);
+  schedule(opts.firstPassMs ?? FIRST_PASS_MS);
   return {
     async stop() {
       stopped = true;

@@ -3,7 +3,7 @@ import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { customerWrites, reply, waitStatus } from './helpers/outbound.js';
 import { startSink, type Sink } from './helpers/sink.js';
 import { waitFor } from './helpers/wait.js';
-import { pruneOnce } from '../src/retention.js';
+import { pruneOnce, startRetention } from '../src/retention.js';
 
 /**
  * Retention deletes the logs around the conversations once old (raw webhooks, events, deliveries
@@ -81,5 +81,31 @@ describe('retention', () => {
     const after = await pruneOnce(gw.server.ctx, cutoff, { batch: 2 });
     expect(after.events).toBeGreaterThan(0);
     expect(await eventTexts()).toEqual(['just now']);
+  });
+
+  it('the worker\'s pass deletes what is older than DMGATE_RETENTION_DAYS by the gateway\'s clock, and nothing newer', async () => {
+    let now = Date.now();
+    const later = await startTestGateway({ clock: () => now, env: { DMGATE_RETENTION_DAYS: '2' } });
+    try {
+      await later.connect('aging_shop');
+      await customerWrites(later, 'aging_shop', 'abe', 'three days ago, soon');
+      const before = await later.server.ctx.database.db.selectFrom('events').select('seq').execute();
+      expect(before.length).toBeGreaterThan(0);
+      // A day on: younger than two days, nothing goes.
+      now += 86_400_000;
+      const first = startRetention(later.server.ctx, { firstPassMs: 1 });
+      await new Promise((r) => setTimeout(r, 300));
+      await first.stop();
+      expect(await later.server.ctx.database.db.selectFrom('events').select('seq').execute()).toHaveLength(before.length);
+      // Three days on: it goes, said in the log.
+      now += 2 * 86_400_000;
+      const second = startRetention(later.server.ctx, { firstPassMs: 1 });
+      await waitFor('a retention pass', async () => later.logs.lines.some((l) => l.includes('retention: deleted')));
+      await second.stop();
+      expect(await later.server.ctx.database.db.selectFrom('events').select('seq').where('seq', '<=', before[before.length - 1].seq).execute()).toEqual([]);
+      expect((await later.api('GET', '/v1/conversations')).body.data).toHaveLength(1);
+    } finally {
+      await later.close();
+    }
   });
 });
