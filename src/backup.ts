@@ -2,6 +2,9 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync } from 'nod
 import { join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { ConfigError, type Config } from './config.js';
+import { SECRET_KEY_FILE } from './context.js';
+import { SQLITE_FILE } from './db/database.js';
+import { SANDBOX_SECRET_FILE, SANDBOX_STATE_FILE } from './sandbox.js';
 
 /**
  * `dmgate backup --to DIR`: a consistent copy of an SQLite data directory, safe while dmgate runs
@@ -14,21 +17,21 @@ import { ConfigError, type Config } from './config.js';
  */
 
 /** Files of the data directory that belong with the database, and whether they are secret. */
-const COMPANIONS: [name: string, secret: boolean][] = [['secret.key', true], ['sandbox-app-secret', true], ['sandbox-emulator.json', false]];
+const COMPANIONS: [name: string, secret: boolean][] = [[SECRET_KEY_FILE, true], [SANDBOX_SECRET_FILE, true], [SANDBOX_STATE_FILE, false]];
 
 /** Writes the backup into `to` (created; it must not hold anything yet) and returns the files written. */
 export function backupDataDir(cfg: Config, to: string): string[] {
   if (cfg.dialect === 'postgres') {
     throw new ConfigError('the data is in PostgreSQL (DATABASE_URL): back it up with pg_dump, and keep DMGATE_SECRET_KEY with it');
   }
-  const source = join(cfg.dataDir, 'dmgate.db');
+  const source = join(cfg.dataDir, SQLITE_FILE);
   if (!existsSync(source)) throw new ConfigError(`no database at ${source}: is DMGATE_DATA_DIR right?`);
   const target = resolve(to);
   if (target === cfg.dataDir) throw new ConfigError('--to must be another directory than the data directory');
   if (existsSync(target) && readdirSync(target).length > 0) throw new ConfigError(`${target} is not empty: back up into a new or empty directory`);
   mkdirSync(target, { recursive: true, mode: 0o700 });
 
-  const copy = join(target, 'dmgate.db');
+  const copy = join(target, SQLITE_FILE);
   const db = new BetterSqlite3(source, { fileMustExist: true });
   try {
     db.pragma('busy_timeout = 5000');

@@ -52,10 +52,13 @@ export async function closeContext(ctx: AppContext): Promise<void> {
   await ctx.database.close();
 }
 
+/** The generated secret key's file in the data directory. */
+export const SECRET_KEY_FILE = 'secret.key';
+
 /** DMGATE_SECRET_KEY, or a key generated once into the data directory (0600). */
 function resolveSecretKey(config: Config, log: Logger): string {
   if (config.secretKey) return config.secretKey;
-  const file = join(config.dataDir, 'secret.key');
+  const file = join(config.dataDir, SECRET_KEY_FILE);
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   mkdirSync(config.dataDir, { recursive: true });
   const key = randomBytes(32).toString('base64');

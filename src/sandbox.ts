@@ -10,6 +10,9 @@ import { tiktokClient } from './providers/tiktok/provider.js';
 export const SANDBOX_PREFIX = '/sandbox/tiktok';
 export const SANDBOX_APP_ID = 'sandbox_app';
 export const SANDBOX_BUSINESS = 'sandbox_shop';
+/** Files of the sandbox in the data directory: its app secret, and the emulator's state. */
+export const SANDBOX_SECRET_FILE = 'sandbox-app-secret';
+export const SANDBOX_STATE_FILE = 'sandbox-emulator.json';
 
 export interface Sandbox {
   /** Points the gateway at the mounted emulator and connects `sandbox_shop`, once listening. */
@@ -24,10 +27,10 @@ export interface Sandbox {
 export async function startSandbox(ctx: AppContext, app: FastifyInstance): Promise<Sandbox> {
   const cfg = ctx.config;
   cfg.tiktokAppId = SANDBOX_APP_ID;
-  cfg.tiktokAppSecret = cfg.tiktokAppSecret || dataDirSecret(cfg, 'sandbox-app-secret');
+  cfg.tiktokAppSecret = cfg.tiktokAppSecret || dataDirSecret(cfg, SANDBOX_SECRET_FILE);
   const emulator: Emulator = createEmulator({
     appId: cfg.tiktokAppId, appSecret: cfg.tiktokAppSecret,
-    statePath: join(cfg.dataDir, 'sandbox-emulator.json'), logger: ctx.log.child({ component: 'emulator' }),
+    statePath: join(cfg.dataDir, SANDBOX_STATE_FILE), logger: ctx.log.child({ component: 'emulator' }),
   });
   await app.register(emulator.plugin, { prefix: SANDBOX_PREFIX });
 

@@ -69,6 +69,9 @@ export function databaseUnavailable(err: unknown): boolean {
 // BIGINT (epoch ms, serial ids) fits a JS number for the next 280,000 years; parse it as one.
 pg.types.setTypeParser(20, (v) => Number(v));
 
+/** The SQLite database's file in the data directory. */
+export const SQLITE_FILE = 'dmgate.db';
+
 export interface OpenOptions {
   databaseUrl?: string;
   dataDir: string;
@@ -104,7 +107,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     };
   } else {
     mkdirSync(opts.dataDir, { recursive: true });
-    const file = join(opts.dataDir, 'dmgate.db');
+    const file = join(opts.dataDir, SQLITE_FILE);
     const sqlite = new BetterSqlite3(file);
     sqlite.pragma('journal_mode = WAL');
     // Commits sync through WalSync, off the event loop (see there): as durable as FULL.
