@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { AppContext } from './context.js';
 import { idFloor } from './core/ids.js';
 import { releaseLease, tryAcquireLease } from './db/leases.js';
+import { deliveryActive } from './webhooks/delivery-status.js';
 import type { Worker } from './runtime.js';
 
 /**
@@ -52,48 +53,50 @@ export async function pruneOnce(ctx: AppContext, cutoffMs: number, opts: { stopp
 
   // Delivery attempts, by their own age (those of a delivery still retried too).
   const attemptFloor = idFloor('att', cutoffMs);
-  while (!stopping()) {
-    const ids = (await db.selectFrom('delivery_attempts').select('id').where('id', '<', attemptFloor).orderBy('id').limit(batch).execute()).map((r) => r.id);
-    if (!ids.length) break;
-    out.delivery_attempts += Number((await db.deleteFrom('delivery_attempts').where('id', 'in', ids).executeTakeFirst()).numDeletedRows);
-    if (ids.length < batch) break;
-    await pause();
-  }
+  out.delivery_attempts = await inBatches(batch, stopping,
+    async () => (await db.selectFrom('delivery_attempts').select('id').where('id', '<', attemptFloor).orderBy('id').limit(batch).execute()).map((r) => r.id),
+    async (ids) => (await db.deleteFrom('delivery_attempts').where('id', 'in', ids).executeTakeFirst()).numDeletedRows);
 
   // Deliveries that ended; their ids carry their creation time.
   const deliveryFloor = idFloor('whd', cutoffMs);
-  while (!stopping()) {
-    const ids = (await db.selectFrom('deliveries').select('id').where('id', '<', deliveryFloor).where('status', 'in', ['succeeded', 'failed'])
-      .orderBy('id').limit(batch).execute()).map((r) => r.id);
-    if (!ids.length) break;
-    out.deliveries += Number((await db.deleteFrom('deliveries').where('id', 'in', ids).executeTakeFirst()).numDeletedRows);
-    if (ids.length < batch) break;
-    await pause();
-  }
+  out.deliveries = await inBatches(batch, stopping,
+    async () => (await db.selectFrom('deliveries').select('id').where('id', '<', deliveryFloor).where('status', 'in', ['succeeded', 'failed'])
+      .orderBy('id').limit(batch).execute()).map((r) => r.id),
+    async (ids) => (await db.deleteFrom('deliveries').where('id', 'in', ids).executeTakeFirst()).numDeletedRows);
 
-  // Events, up to the oldest one a delivery still has to carry.
-  const owed = await db.selectFrom('deliveries').select((eb) => eb.fn.min('event_seq').as('seq')).where('status', 'in', ['pending', 'delivering']).executeTakeFirst();
+  // Events, up to the oldest one a delivery still has to carry (deliveryActive: the partial index's own condition).
+  const owed = await db.selectFrom('deliveries').select((eb) => eb.fn.min('event_seq').as('seq')).where(deliveryActive()).executeTakeFirst();
   const keepFrom = owed?.seq == null ? null : Number(owed.seq);
   const eventFloor = idFloor('evt', cutoffMs);
-  while (!stopping()) {
-    let q = db.selectFrom('events').select('seq').where('id', '<', eventFloor).orderBy('id').limit(batch);
-    if (keepFrom !== null) q = q.where('seq', '<', keepFrom);
-    const seqs = (await q.execute()).map((r) => r.seq);
-    if (!seqs.length) break;
-    out.events += Number((await db.deleteFrom('events').where('seq', 'in', seqs).executeTakeFirst()).numDeletedRows);
-    if (seqs.length < batch) break;
-    await pause();
-  }
+  out.events = await inBatches(batch, stopping,
+    async () => {
+      let q = db.selectFrom('events').select('seq').where('id', '<', eventFloor).orderBy('id').limit(batch);
+      if (keepFrom !== null) q = q.where('seq', '<', keepFrom);
+      return (await q.execute()).map((r) => r.seq);
+    },
+    async (seqs) => (await db.deleteFrom('events').where('seq', 'in', seqs).executeTakeFirst()).numDeletedRows);
   if (keepFrom !== null) {
     const pinned = await db.selectFrom('events').select('created_at').where('seq', '=', keepFrom).executeTakeFirst();
     if (pinned && pinned.created_at < cutoffMs) {
       const waiting = await db.selectFrom('deliveries').innerJoin('webhook_endpoints as e', 'e.id', 'deliveries.endpoint_id')
-        .select(['e.id', 'e.enabled']).where('deliveries.event_seq', '=', keepFrom).where('deliveries.status', 'in', ['pending', 'delivering']).execute();
+        .select(['e.id', 'e.enabled']).where('deliveries.event_seq', '=', keepFrom).where(deliveryActive('deliveries')).execute();
       ctx.log.warn({ since: new Date(pinned.created_at).toISOString(), endpoints: waiting.map((w) => ({ id: w.id, enabled: w.enabled === 1 })) },
         'retention: events are kept from the oldest one still owed to a webhook endpoint; re-enable or delete the endpoint to let them go');
     }
   }
   return out;
+}
+
+/** Deletes what `take` finds, a batch at a time, until it finds less than a batch; returns how many rows went. */
+async function inBatches<K>(batch: number, stopping: () => boolean, take: () => Promise<K[]>, remove: (keys: K[]) => Promise<bigint>): Promise<number> {
+  let deleted = 0;
+  while (!stopping()) {
+    const keys = await take();
+    if (keys.length) deleted += Number(await remove(keys));
+    if (keys.length < batch) break;
+    await pause();
+  }
+  return deleted;
 }
 
 /** The background loop: a pass an hour (one process of a cluster at a time); nothing when retention is off. */
