@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyInstance, type FastifyError } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyError, type FastifyRequest } from 'fastify';
 import swagger, { type SwaggerTransformObject } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import cookie from '@fastify/cookie';
@@ -49,6 +49,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     done();
   });
   acceptEmptyJsonBodies(app);
+  defaultOptionalBodies(app);
   app.addSchema(ErrorSchema);
   await app.register(cookie);
   await app.register(swagger, {
@@ -84,9 +85,18 @@ export async function buildApp(ctx: AppContext): Promise<App> {
 type OpenApiPaths = { paths?: Record<string, Record<string, { requestBody?: { required?: boolean; content?: Record<string, { schema?: Record<string, unknown> }> } }>> };
 
 /**
- * @fastify/swagger marks every request body required. A body schema that says OPTIONAL_BODY is not:
- * its route takes none as an empty one (in a preValidation hook of its own).
+ * A route whose body schema says OPTIONAL_BODY takes no body as an empty one ({}): its schema, with
+ * its defaults, then applies as to any body. (Fastify validates a missing body against the schema.)
  */
+function defaultOptionalBodies(app: App): void {
+  const emptyBody = async (req: FastifyRequest) => { req.body ??= {}; };
+  app.addHook('onRoute', (route) => {
+    if (!(route.schema?.body as Record<string, unknown> | undefined)?.[OPTIONAL_BODY]) return;
+    route.preValidation = [emptyBody, ...[route.preValidation ?? []].flat()] as typeof route.preValidation;
+  });
+}
+
+/** @fastify/swagger marks every request body required; one that says OPTIONAL_BODY is not (defaultOptionalBodies). */
 function optionalBodies<T extends OpenApiPaths>(doc: T): T {
   for (const ops of Object.values(doc.paths ?? {})) {
     for (const op of Object.values(ops)) {

@@ -231,8 +231,6 @@ export function endpointRoutes(ctx: AppContext): FastifyPluginAsync {
         tags, summary: 'Replace the signing secret; the old one keeps signing too for a while (24 h unless told)', params: IdParams, body: RotateBody,
         response: { 200: EndpointWithSecret, ...errorResponses(400, 401, 403, 404) },
       },
-      // The body is optional: none is an empty one.
-      preValidation: async (req) => { req.body ??= {}; },
     }, async (req) => {
       const row = await load(req.params.id);
       const secret = generateSecret();
