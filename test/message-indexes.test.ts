@@ -4,7 +4,7 @@ import type { Database } from '../src/db/database.js';
 import type { MessagesTable } from '../src/db/schema.js';
 import { messageByProviderId } from '../src/ingest/apply.js';
 import { byIdempotencyKey } from '../src/messaging/accept.js';
-import { dueAccounts, staleSending } from '../src/messaging/sender.js';
+import { dueAccounts, staleSending } from '../src/messaging/pending-replies.js';
 import { fileDatabase, TEST_DB } from './helpers/db.js';
 import { indexesUsed as plannedIndexes } from './helpers/plans.js';
 

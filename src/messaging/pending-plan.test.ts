@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { fileDatabase } from '../../test/helpers/db.js';
 import type { Prepared } from '../db/prepared.js';
 import { claimQueued } from './committer.js';
-import { pendingOf, pendingSince } from './sender.js';
+import { pendingOf, pendingSince } from './pending-replies.js';
 
 /** SQLite's plans do not depend on table sizes (no ANALYZE here), so they can be checked on an empty store. */
 describe('the sender reads and claims pending replies through bounded indexes (SQLite plans)', () => {

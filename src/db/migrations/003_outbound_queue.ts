@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Dialect } from '../database.js';
 
 /**
- * Indexes for the outbound queue (src/messaging/sender.ts, accept.ts). Partial, so they stay as
+ * Indexes for the outbound queue (src/messaging/pending-replies.ts, accept.ts). Partial, so they stay as
  * small as the work they describe:
  * - pending replies per account and conversation: the sender's "head of each conversation" claim,
  *   the quota carried into a new window, held/queued sweeps;
