@@ -4,6 +4,7 @@ import { ApiError, notFound } from '../core/errors.js';
 import { IdParams, errorResponses } from '../http/schemas.js';
 import { withAccessToken } from '../accounts/tokens.js';
 import { tiktokClient } from '../providers/tiktok/provider.js';
+import { gateFor, paced } from '../messaging/rate-gate.js';
 import { parseJson } from '../db/database.js';
 
 const MAX_MEDIA_BYTES = 50 * 1024 * 1024;
@@ -55,8 +56,10 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsync {
       const client = tiktokClient(ctx.config);
       let fetched;
       try {
+        const gate = gateFor(ctx, media.account_id);
         fetched = await withAccessToken(ctx, media.account_id, async (token) => {
-          const url = await client.mediaDownloadUrl(token, msg.business_id, msg.conversation_external_id, msg.provider_message_id!, media.provider_media_id!, kind);
+          // The download URL is a messaging call, counted with the account's sends (rate-gate.ts); the CDN fetch is not.
+          const url = await paced(gate, () => client.mediaDownloadUrl(token, msg.business_id, msg.conversation_external_id, msg.provider_message_id!, media.provider_media_id!, kind));
           return client.fetchMedia(token, url, MAX_MEDIA_BYTES);
         });
       } catch (err) {

@@ -10,6 +10,7 @@ import type { AccountRow } from '../accounts/store.js';
 import { applyProviderEvent, preloadBatch, type BatchKeys } from './apply.js';
 import { inboundPending } from './inbound-log.js';
 import { fetchRecentMessages } from './sync.js';
+import { gateFor, paced } from '../messaging/rate-gate.js';
 import type { Worker } from '../runtime.js';
 import { parseTiktokJson } from '../providers/tiktok/json.js';
 
@@ -117,18 +118,26 @@ function decode(row: StoredRow): ProviderEvent[] {
 async function processBatch(ctx: AppContext, stored: StoredRow[]): Promise<void> {
   const rows: Row[] = stored.map((r) => ({ ...r, events: decode(r) }));
   const accounts = await loadAccounts(ctx, rows);
+  const synced = new Set<number>();
   let group: Row[] = [];
   for (const row of rows) {
-    if (row.events.some((e) => e.kind === 'sync_needed')) {
+    if (synced.has(row.seq)) continue;
+    if (needsSync(row)) {
       await commitGroup(ctx, group, accounts);
       group = [];
-      await processSync(ctx, row, row.events, accounts);
+      // Every EEA webhook of this business in the batch: one read of TikTok's lists covers them all
+      // (each would read every conversation updated lately, a burst of N costing N² paced calls).
+      const same = rows.filter((r) => r.business_id === row.business_id && needsSync(r));
+      for (const r of same) synced.add(r.seq);
+      await processSync(ctx, same, accounts);
     } else {
       group.push(row);
     }
   }
   await commitGroup(ctx, group, accounts);
 }
+
+const needsSync = (row: Row) => row.events.some((e) => e.kind === 'sync_needed');
 
 function precheck(row: Row, accounts: Map<string, AccountRow>): Decision | AccountRow {
   const account = row.business_id ? accounts.get(row.business_id) : undefined;
@@ -219,17 +228,23 @@ async function recordFailure(ctx: AppContext, row: Row, err: unknown): Promise<v
   }).where('seq', '=', row.seq).execute();
 }
 
-/** TikTok's EEA events carry no content: read the conversation through the API, then apply. */
-async function processSync(ctx: AppContext, row: Row, events: ProviderEvent[], accounts: Map<string, AccountRow>): Promise<void> {
-  const pre = precheck(row, accounts);
+/**
+ * TikTok's EEA events carry no content (nor a conversation): read the conversations updated since
+ * the earliest of them through the API, then apply; `rows` are one business's, marked together.
+ */
+async function processSync(ctx: AppContext, rows: Row[], accounts: Map<string, AccountRow>): Promise<void> {
+  const seqs = rows.map((r) => r.seq);
+  const pre = precheck(rows[0], accounts);
   if (!('id' in pre)) {
     const d = pre as Extract<Decision, { status: string }>;
-    await ctx.database.db.updateTable('inbound_events').set({ status: d.status, error: d.error ?? null, processed_at: ctx.clock() }).where('seq', '=', row.seq).execute();
+    await ctx.database.db.updateTable('inbound_events').set({ status: d.status, error: d.error ?? null, processed_at: ctx.clock() }).where('seq', 'in', seqs).execute();
     return;
   }
   try {
-    const since = Math.min(...events.map((e) => (e.kind === 'sync_needed' ? e.sinceMs : Infinity)));
-    const fetched = await fetchRecentMessages(ctx, pre, since);
+    const since = Math.min(...rows.flatMap((r) => r.events.map((e) => (e.kind === 'sync_needed' ? e.sinceMs : Infinity))));
+    // In the account's rate slots, with its sends: TikTok counts these reads against the same limit.
+    const gate = gateFor(ctx, pre.id);
+    const fetched = await fetchRecentMessages(ctx, pre, since, (call) => paced(gate, call));
     const now = ctx.clock();
     let appended = { events: 0, deliveries: 0 };
     await transaction(ctx.database.db, async (tx) => {
@@ -238,11 +253,11 @@ async function processSync(ctx: AppContext, row: Row, events: ProviderEvent[], a
         const res = await applyProviderEvent(tx, pre, f.event, now, { attempts: MAX_ATTEMPTS, historical: !f.recent });
         if ('events' in res) out.push(...res.events);
       }
-      await tx.updateTable('inbound_events').set({ status: 'processed', error: null, processed_at: now }).where('seq', '=', row.seq).execute();
+      await tx.updateTable('inbound_events').set({ status: 'processed', error: null, processed_at: now }).where('seq', 'in', seqs).execute();
       appended = tally(await appendEvents(tx, out, now));
     });
     announceEvents(ctx.bus, appended);
   } catch (err) {
-    await recordFailure(ctx, row, err);
+    for (const row of rows) await recordFailure(ctx, row, err);
   }
 }

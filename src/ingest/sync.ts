@@ -10,15 +10,17 @@ const SLACK_MS = 2 * 60 * 1000;
 
 export interface FetchedMessage { event: ProviderEvent; recent: boolean; timestampMs: number }
 
-/** Runs each TikTok call in the account's rate budget (backfill shares the sender's gate). */
+/**
+ * Runs each TikTok call in the account's rate budget: TikTok counts every business/message/ call
+ * of a business against one limit, so reads share the sender's gate (messaging/rate-gate.ts).
+ */
 export type Pace = <T>(call: () => Promise<T>) => Promise<T>;
-const unpaced: Pace = (call) => call();
 
 /**
  * Conversations updated at or after `floorMs`, from both lists (STRANGER: not yet answered;
  * SINGLE: answered), newest first, without duplicates.
  */
-export async function listConversationIds(ctx: AppContext, account: AccountRow, floorMs: number, pace: Pace = unpaced): Promise<string[]> {
+export async function listConversationIds(ctx: AppContext, account: AccountRow, floorMs: number, pace: Pace): Promise<string[]> {
   const client = tiktokClient(ctx.config);
   const conversations: string[] = [];
   for (const type of ['STRANGER', 'SINGLE'] as const) {
@@ -41,7 +43,7 @@ export async function listConversationIds(ctx: AppContext, account: AccountRow, 
 export const LISTED_MESSAGES = 20;
 
 /** A conversation's latest messages (TikTok gives at most LISTED_MESSAGES), oldest first; `recent` from `recentFromMs` on. */
-export async function fetchConversation(ctx: AppContext, account: AccountRow, conversationId: string, recentFromMs: number, pace: Pace = unpaced): Promise<FetchedMessage[]> {
+export async function fetchConversation(ctx: AppContext, account: AccountRow, conversationId: string, recentFromMs: number, pace: Pace): Promise<FetchedMessage[]> {
   const client = tiktokClient(ctx.config);
   const { messages, participants } = await withAccessToken(ctx, account.id, (t) => pace(() => client.listMessages(t, account.external_id, conversationId)));
   const sorted = [...(messages ?? [])].sort((a, b) => a.timestamp - b.timestamp);
@@ -56,9 +58,9 @@ export async function fetchConversation(ctx: AppContext, account: AccountRow, co
  * `recent` marks messages at or after `sinceMs`, which are announced as new; older ones are stored
  * as history.
  */
-export async function fetchRecentMessages(ctx: AppContext, account: AccountRow, sinceMs: number, opts: { conversationSinceMs?: number } = {}): Promise<FetchedMessage[]> {
-  const ids = await listConversationIds(ctx, account, (opts.conversationSinceMs ?? sinceMs) - SLACK_MS);
+export async function fetchRecentMessages(ctx: AppContext, account: AccountRow, sinceMs: number, pace: Pace): Promise<FetchedMessage[]> {
+  const ids = await listConversationIds(ctx, account, sinceMs - SLACK_MS, pace);
   const out: FetchedMessage[] = [];
-  for (const id of ids) out.push(...await fetchConversation(ctx, account, id, sinceMs - SLACK_MS));
+  for (const id of ids) out.push(...await fetchConversation(ctx, account, id, sinceMs - SLACK_MS, pace));
   return out;
 }

@@ -2,9 +2,10 @@ import { performance } from 'node:perf_hooks';
 import type { AppContext } from '../context.js';
 
 /**
- * Per-account pacing of TikTok messaging calls (send, media upload, capabilities): TikTok allows
- * `perSecond` calls per business and answers 40100 past it, counting the calls it checks in any
- * sliding second.
+ * Per-account pacing of every TikTok messaging call (business/message/: send, media upload and
+ * download, capabilities, the conversation and message lists of EEA webhooks, backfill and send
+ * lookups): TikTok allows `perSecond` calls per business across all of them and answers 40100
+ * past it, counting the calls it checks in any sliding second.
  *
  * Two mechanisms together:
  * - reservations on an even schedule (one slot every windowMs/perSecond ms, never a burst), so
@@ -15,7 +16,10 @@ import type { AppContext } from '../context.js';
  *   A new call starts only while fewer than `perSecond` calls are in that state. Jitter, a slow
  *   answer or a late timer therefore cost a little rate, never a throttle.
  *
- * One gate per account per process; on PostgreSQL the sender's account lease makes it the only one.
+ * One gate per account per process. In a cluster the sender's account lease keeps an account's sends
+ * (and their lookups and backfill) in one process; the few reads made elsewhere (an API process's
+ * media downloads and image-capability questions, another worker's EEA reads) are paced within
+ * their own process only, and a 40100 they meet is retried (EEA reads) or reported (the others).
  */
 export const WINDOW_SLACK_MS = 2;
 
@@ -98,7 +102,7 @@ export class RateGate {
 
 const registry = new WeakMap<AppContext, Map<string, RateGate>>();
 
-/** The account's gate in this process (shared by the sender and the accept path's capability lookups). */
+/** The account's gate in this process, shared by all of the account's messaging calls made here. */
 export function gateFor(ctx: AppContext, accountId: string): RateGate {
   let gates = registry.get(ctx);
   if (!gates) registry.set(ctx, gates = new Map());

@@ -1,0 +1,55 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { stats } from './helpers/outbound.js';
+import { waitFor } from './helpers/wait.js';
+
+/**
+ * TikTok counts every business/message/ call of a business against one limit (10 a second), reads
+ * included. The reads dmgate makes outside the sender (the content of EEA customers' DMs, which
+ * TikTok's webhook leaves out, and the download URLs of inbound media) go through the account's
+ * rate gate like its sends: a burst of either never meets a 40100.
+ */
+describe('TikTok reads in the account\'s rate', () => {
+  let gw: TestGateway;
+  const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63f8cfc0f01f0005000201a5f1c2a30000000049454e44ae426082', 'hex');
+
+  beforeAll(async () => {
+    gw = await startTestGateway();
+    await gw.connect('pace_shop');
+  });
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  const received = async () => (await gw.server.ctx.database.db.selectFrom('messages').select(['id', 'text', 'media'])
+    .where('direction', '=', 'inbound').execute());
+
+  it('reads a burst of EEA customers\' DMs without a throttle, and stores every one', async () => {
+    const names = Array.from({ length: 12 }, (_, i) => `eea_${i}`);
+    for (const name of names) await gw.control('customers', { username: name, region: 'DE' });
+    const before = (await stats(gw)).calls['business/message/content/list/'] ?? 0;
+    await Promise.all(names.map((name) => gw.control('dm', { business: 'pace_shop', from: name, text: `Hallo von ${name}` })));
+    await waitFor('every EEA DM stored', async () => {
+      const texts = new Set((await received()).map((r) => r.text));
+      return names.every((n) => texts.has(`Hallo von ${n}`));
+    }, 30000);
+    const s = await stats(gw);
+    // More than one second's worth of reads, so the pacing was needed.
+    expect((s.calls['business/message/content/list/'] ?? 0) - before).toBeGreaterThan(10);
+    expect(s.violations.qps).toBe(0);
+  });
+
+  it('fetches a burst of inbound images without a throttle', async () => {
+    const sent = await Promise.all(Array.from({ length: 12 }, (_, i) =>
+      gw.control<{ message_id: string }>('dm', { business: 'pace_shop', from: `img_${i}`, type: 'image', image: { data_base64: PNG.toString('base64') } })));
+    await gw.drain();
+    const urls = await waitFor('every image stored', async () => {
+      const rows = (await received()).filter((r) => r.media);
+      return rows.length >= sent.length ? rows.map((r) => JSON.parse(r.media!).url as string) : null;
+    });
+    const answers = await Promise.all(urls.map((url) => fetch(gw.url + url, { headers: { authorization: `Bearer ${gw.key}` } })));
+    expect(answers.map((a) => a.status)).toEqual(urls.map(() => 200));
+    for (const a of answers) expect(Buffer.from(await a.arrayBuffer()).equals(PNG)).toBe(true);
+    expect((await stats(gw)).violations.qps).toBe(0);
+  });
+});
