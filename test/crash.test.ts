@@ -6,7 +6,7 @@ import { createApiKey } from '../src/auth/api-keys.js';
 import { freePort } from './helpers/scratch.js';
 import { freshStorage, type TestStorage } from './helpers/db.js';
 import { startSink, type Sink } from './helpers/sink.js';
-import { APP_ID, APP_SECRET } from './helpers/gateway.js';
+import { APP_ID, APP_SECRET, assertNoViolations } from './helpers/gateway.js';
 
 async function waitUntil(fn: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -26,9 +26,11 @@ describe('crash safety', () => {
 
   afterAll(async () => {
     child?.kill('SIGKILL');
+    const stats = emu ? await (await fetch(`${emu.url}/_control/stats`)).json() as { violations: Record<string, number> } : null;
     await emu?.close();
     await sink?.close();
     await storage?.drop();
+    if (stats) assertNoViolations(stats.violations);
   });
 
   it('stores and delivers every DM after a SIGKILL mid-stream', async () => {

@@ -49,6 +49,20 @@ export interface TestGatewayOptions {
   storage?: TestStorage;
   /** What the process runs (default: the configuration's, all). */
   role?: Role;
+  /**
+   * The test makes the emulator refuse on purpose (it calls TikTok's API itself, past the rules).
+   * Otherwise closing the gateway fails the test when the emulator counted any rule violation: the
+   * gateway must never send what TikTok would refuse, so the whole suite ends with none.
+   */
+  violationsExpected?: boolean;
+}
+
+/** Fails unless the emulator counted no rule violation (see TestGatewayOptions.violationsExpected). */
+export function assertNoViolations(violations: Record<string, number>, expected = false): void {
+  const seen = Object.entries(violations).filter(([, n]) => n > 0);
+  if (seen.length && !expected) {
+    throw new Error(`the emulator counted TikTok rule violations: ${seen.map(([rule, n]) => `${rule} ${n}`).join(', ')} (the gateway sent what TikTok refuses)`);
+  }
 }
 
 export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<TestGateway> {
@@ -122,9 +136,11 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
       server = await serve(loadConfig({ ...env, DMGATE_PORT: String(new URL(server.url).port) }), { logDestination: logs, clock: opts.clock, role: opts.role });
     },
     async close() {
+      const { violations } = await gw.control<{ violations: Record<string, number> }>('stats');
       await server.close();
       await emu.close();
       if (!opts.storage) await storage.drop();
+      assertNoViolations(violations, opts.violationsExpected);
     },
   };
   return gw;
