@@ -53,3 +53,44 @@ describe('TikTok reads in the account\'s rate', () => {
     expect((await stats(gw)).violations.qps).toBe(0);
   });
 });
+
+/**
+ * An EEA webhook's read of TikTok takes a paced call per conversation updated lately: seconds in a
+ * burst. It runs beside the processor, which goes on with other businesses' webhooks meanwhile.
+ */
+describe('an EEA read and the other businesses', () => {
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    // Two calls a second: the read of six EEA conversations (two lists, six reads) takes 3-4 s.
+    gw = await startTestGateway({ env: { DMGATE_TIKTOK_QPS: '2' }, emulator: { qps: 2 } });
+    await gw.connect('eea_shop');
+    await gw.connect('other_shop');
+  });
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  it('applies another business\'s DM while a business\'s EEA read is still under way, then every EEA DM', async () => {
+    const db = gw.server.ctx.database.db;
+    const names = Array.from({ length: 6 }, (_, i) => `de_${i}`);
+    for (const name of names) await gw.control('customers', { username: name, region: 'FR' });
+    const eeaShop = await db.selectFrom('accounts').select('external_id').where('username', '=', 'eea_shop').executeTakeFirstOrThrow();
+    await Promise.all(names.map((name) => gw.control('dm', { business: 'eea_shop', from: name, text: `Bonjour de ${name}` })));
+    const other = await gw.control<{ message_id: string }>('dm', { business: 'other_shop', from: 'sam', text: 'Is this in stock?' });
+    const eeaWaiting = await waitFor('the other business\'s DM', async () => {
+      const stored = await db.selectFrom('messages').select('id').where('provider_message_id', '=', other.message_id).executeTakeFirst();
+      if (!stored) return null;
+      const pending = await db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('business_id', '=', eeaShop.external_id).where('status', '=', 'pending').executeTakeFirstOrThrow();
+      return { pending: Number(pending.n) };
+    });
+    // Applied before the EEA read ended: its webhooks were still waiting for it.
+    expect(eeaWaiting.pending).toBeGreaterThan(0);
+    await waitFor('every EEA DM', async () => {
+      const texts = new Set((await db.selectFrom('messages').select('text').where('direction', '=', 'inbound').execute()).map((r) => r.text));
+      return names.every((n) => texts.has(`Bonjour de ${n}`));
+    }, 30000);
+    expect((await stats(gw)).violations.qps).toBe(0);
+  });
+});

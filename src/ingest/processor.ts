@@ -31,15 +31,22 @@ interface StoredRow { seq: number; business_id: string | null; body: string; att
 interface Row extends StoredRow { events: ProviderEvent[] }
 type Decision = { status: 'processed' | 'ignored' | 'held'; error?: string } | { defer: string };
 
-/** The next webhooks to process, in arrival order (through inbound_events_due). */
-export const dueInboundEvents = (db: Executor, now: number, limit: number) =>
-  db.selectFrom('inbound_events').select(['seq', 'business_id', 'body', 'attempts', 'event_type'])
-    .where(inboundPending()).where('next_attempt_at', '<=', now).orderBy('seq').limit(limit);
+/**
+ * The next webhooks to process, in arrival order (through inbound_events_due), but those of the
+ * businesses in `busy` (an EEA read in flight: theirs wait for it, in order).
+ */
+export const dueInboundEvents = (db: Executor, now: number, limit: number, busy: string[] = []) => {
+  let q = db.selectFrom('inbound_events').select(['seq', 'business_id', 'body', 'attempts', 'event_type'])
+    .where(inboundPending()).where('next_attempt_at', '<=', now);
+  if (busy.length) q = q.where((eb) => eb.or([eb('business_id', 'is', null), eb('business_id', 'not in', busy)]));
+  return q.orderBy('seq').limit(limit);
+};
 
 /**
- * Turns stored webhooks into conversations, messages and events, in arrival order. One processor
- * works at a time (a lease on Postgres), which keeps every conversation's events in order; each
- * batch commits its rows' effects, their events and deliveries, and their processed marks together.
+ * Turns stored webhooks into conversations, messages and events, in arrival order (each business's:
+ * an EEA webhook's read of TikTok runs beside the others, see processBatch). One processor works at
+ * a time (a lease on Postgres), which keeps every conversation's events in order; each batch commits
+ * its rows' effects, their events and deliveries, and their processed marks together.
  */
 export function startProcessor(ctx: AppContext): Worker {
   const owner = `processor:${process.pid}:${randomBytes(4).toString('hex')}`;
@@ -58,6 +65,8 @@ export function startProcessor(ctx: AppContext): Worker {
     });
   };
 
+  const syncs = new SyncRunner(ctx, wake);
+
   async function runUntilIdle(): Promise<void> {
     if (ctx.database.dialect === 'postgres' && ctx.clock() - leasedAt > LEASE_MS / 3) {
       if (!(await tryAcquireLease(ctx.database, 'ingest-processor', owner, LEASE_MS, ctx.clock()))) return;
@@ -71,9 +80,10 @@ export function startProcessor(ctx: AppContext): Worker {
       if (pressured) await new Promise((r) => setTimeout(r, PRESSURED_PAUSE_MS));
       const limit = pressured ? PRESSURED_BATCH : BATCH;
       const now = ctx.clock();
-      const rows = await dueInboundEvents(ctx.database.db, now, limit).execute();
+      const rows = await dueInboundEvents(ctx.database.db, now, limit, syncs.businesses()).execute();
       if (!rows.length) return;
-      await processBatch(ctx, rows);
+      // (Nothing taken: every row waits for its business's read, which wakes the processor when done.)
+      if (!(await processBatch(ctx, rows, syncs))) return;
       if (ctx.database.dialect === 'postgres' && ctx.clock() - leasedAt > LEASE_MS / 3) {
         if (!(await tryAcquireLease(ctx.database, 'ingest-processor', owner, LEASE_MS, ctx.clock()))) return;
         leasedAt = ctx.clock();
@@ -93,6 +103,7 @@ export function startProcessor(ctx: AppContext): Worker {
       off(); offAccounts();
       if (timer) clearInterval(timer);
       await running;
+      await syncs.idle();
       // Given back at once: a worker started in this one's place (a rolling restart) would otherwise
       // leave DMs unprocessed until the lease ran out.
       if (ctx.database.dialect === 'postgres' && leasedAt > -Infinity) await releaseLease(ctx.database, 'ingest-processor', owner).catch(() => undefined);
@@ -115,26 +126,71 @@ function decode(row: StoredRow): ProviderEvent[] {
   }
 }
 
-async function processBatch(ctx: AppContext, stored: StoredRow[]): Promise<void> {
+/**
+ * Applies a batch in arrival order; returns whether it took any row. An EEA webhook (no content:
+ * TikTok's lists must be read, in the account's rate slots, which takes seconds in a burst) starts
+ * a read beside the processor, with the business's other EEA webhooks that follow it in the batch;
+ * meanwhile the processor goes on with the other businesses, and the business's later webhooks
+ * wait for the read (SyncRunner), so each business's events keep their order.
+ */
+async function processBatch(ctx: AppContext, stored: StoredRow[], syncs: SyncRunner): Promise<boolean> {
   const rows: Row[] = stored.map((r) => ({ ...r, events: decode(r) }));
   const accounts = await loadAccounts(ctx, rows);
-  const synced = new Set<number>();
+  const taken = new Set<number>();
   let group: Row[] = [];
-  for (const row of rows) {
-    if (synced.has(row.seq)) continue;
-    if (needsSync(row)) {
-      await commitGroup(ctx, group, accounts);
-      group = [];
-      // Every EEA webhook of this business in the batch: one read of TikTok's lists covers them all
-      // (each would read every conversation updated lately, a burst of N costing N² paced calls).
-      const same = rows.filter((r) => r.business_id === row.business_id && needsSync(r));
-      for (const r of same) synced.add(r.seq);
-      await processSync(ctx, same, accounts);
-    } else {
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i];
+    if (taken.has(row.seq) || syncs.busy(row.business_id)) continue;
+    taken.add(row.seq);
+    if (!needsSync(row)) {
       group.push(row);
+      continue;
     }
+    // What arrived before it is applied first; then one read covers this business's EEA webhooks
+    // up to its next other one (each read every conversation updated lately: a burst of N, read
+    // one by one, cost N² paced calls).
+    await commitGroup(ctx, group, accounts);
+    group = [];
+    const same = [row];
+    for (const r of rows.slice(i + 1)) {
+      if (r.business_id !== row.business_id) continue;
+      if (!needsSync(r)) break;
+      same.push(r);
+      taken.add(r.seq);
+    }
+    syncs.start(same, accounts);
   }
   await commitGroup(ctx, group, accounts);
+  return taken.size > 0;
+}
+
+/** The EEA reads in flight, at most one per business (see processBatch). */
+class SyncRunner {
+  private readonly running = new Map<string, Promise<void>>();
+
+  constructor(private readonly ctx: AppContext, private readonly ended: () => void) {}
+
+  busy(businessId: string | null): boolean {
+    return this.running.has(businessId ?? '');
+  }
+
+  businesses(): string[] {
+    return [...this.running.keys()];
+  }
+
+  start(rows: Row[], accounts: Map<string, AccountRow>): void {
+    const key = rows[0].business_id ?? '';
+    this.running.set(key, processSync(this.ctx, rows, accounts)
+      .catch((err) => this.ctx.log.error({ err }, 'EEA read failed'))
+      .finally(() => {
+        this.running.delete(key);
+        this.ended();
+      }));
+  }
+
+  async idle(): Promise<void> {
+    await Promise.all(this.running.values());
+  }
 }
 
 const needsSync = (row: Row) => row.events.some((e) => e.kind === 'sync_needed');
