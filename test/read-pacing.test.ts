@@ -93,4 +93,26 @@ describe('an EEA read and the other businesses', () => {
     }, 30000);
     expect((await stats(gw)).violations.qps).toBe(0);
   });
+
+  it('reads only the conversations whose DMs do not come with their content', async () => {
+    const calls = async () => (await stats(gw)).calls['business/message/content/list/'] ?? 0;
+    const db = gw.server.ctx.database.db;
+    // Customers outside the EEA: their DMs come by webhook, with content.
+    const sg = Array.from({ length: 6 }, (_, i) => `sg_${i}`);
+    await Promise.all(sg.map((name) => gw.control('dm', { business: 'other_shop', from: name, text: `Hi from ${name}` })));
+    await gw.drain();
+    await gw.control('customers', { username: 'klara', region: 'AT' });
+    const before = await calls();
+    await gw.control('dm', { business: 'other_shop', from: 'klara', text: 'Servus' });
+    await waitFor('the EEA DM', async () => (await db.selectFrom('messages').select('id').where('text', '=', 'Servus').executeTakeFirst()) ?? null);
+    await gw.drain();
+    // Only klara's conversation was read (and sam's of the test before, whose DM also came by webhook, was not).
+    expect(await calls() - before).toBe(1);
+    const again = await calls();
+    await gw.control('dm', { business: 'other_shop', from: 'klara', text: 'Noch eine Frage' });
+    await waitFor('the second EEA DM', async () => (await db.selectFrom('messages').select('id').where('text', '=', 'Noch eine Frage').executeTakeFirst()) ?? null);
+    await gw.drain();
+    expect(await calls() - again).toBe(1);
+  });
 });
+

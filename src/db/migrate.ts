@@ -8,6 +8,7 @@ import * as m004 from './migrations/004_partial_message_indexes.js';
 import * as m005 from './migrations/005_partial_queue_indexes.js';
 import * as m006 from './migrations/006_reply_days.js';
 import * as m007 from './migrations/007_secret_rotation.js';
+import * as m008 from './migrations/008_webhook_content.js';
 
 /** Every migration, in order. Migrations are code, bundled with the build. */
 const MIGRATIONS: Record<string, { up: (db: Kysely<unknown>, dialect: Dialect) => Promise<void> }> = {
@@ -18,6 +19,7 @@ const MIGRATIONS: Record<string, { up: (db: Kysely<unknown>, dialect: Dialect) =
   '005_partial_queue_indexes': m005,
   '006_reply_days': m006,
   '007_secret_rotation': m007,
+  '008_webhook_content': m008,
 };
 
 async function migrator(database: Database): Promise<Migrator> {

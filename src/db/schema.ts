@@ -62,6 +62,8 @@ export interface ConversationsTable {
   replied_day: number | null;
   /** That day's outbound messages in this conversation that are not failed. */
   replies_that_day: Generated<number>;
+  /** 1 once a customer DM of this conversation came by webhook with its content (migration 008): EEA reads skip it. */
+  content_by_webhook: number | null;
   created_at: number;
   updated_at: number;
 }

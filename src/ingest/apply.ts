@@ -13,7 +13,11 @@ import { templateAnswer } from '../messaging/template-answer.js';
 /** What applying one provider event did: the events to append, or a request to try again later. */
 export type ApplyOutcome = { events: EventInput[] } | { defer: string };
 
-interface ApplyContext { tx: Tx; account: AccountRow; now: number; historical: boolean; rows: BatchRows | null }
+interface ApplyContext {
+  tx: Tx; account: AccountRow; now: number; historical: boolean; rows: BatchRows | null;
+  /** The event came in a webhook with its content (not from TikTok's lists, as EEA reads and backfill). */
+  byWebhook: boolean;
+}
 
 /**
  * Contacts and conversations of a batch, read once for the whole batch (a miss of a preloaded key
@@ -145,7 +149,7 @@ async function upsertConversation(a: ApplyContext, externalId: string, contact: 
     id: newId('cv', now), account_id: account.id, contact_id: contact.id, external_id: externalId, status: 'open', assignee_id: null,
     last_inbound_at: null, last_outbound_at: null, outbound_since_inbound: 0, first_unanswered_at: null,
     last_message_at: atMs, last_message_preview: null, customer_read_at: null, referral: null,
-    image_capability: null, image_capability_checked_at: null, replied_day: null, replies_that_day: 0, created_at: now, updated_at: now,
+    image_capability: null, image_capability_checked_at: null, replied_day: null, replies_that_day: 0, content_by_webhook: null, created_at: now, updated_at: now,
   };
   await tx.insertInto('conversations').values(row).execute();
   a.rows?.conversations.set(`${account.id}|${externalId}`, row);
@@ -211,6 +215,8 @@ async function customerMessage(a: ApplyContext, ev: Extract<ProviderEvent, { kin
     last_message_preview: newer ? preview(m) : conv.last_message_preview,
     status: a.historical ? conv.status : 'open',
     referral: referral ? JSON.stringify({ referral, attached_to: id }) : conv.referral,
+    // Its customer is outside the EEA: its DMs come with their content, and EEA reads skip it.
+    ...(a.byWebhook && conv.content_by_webhook !== 1 ? { content_by_webhook: 1 } : {}),
   });
   if (!a.historical) {
     events.push({
@@ -314,8 +320,8 @@ async function read(a: ApplyContext, ev: Extract<ProviderEvent, { kind: 'read' }
 }
 
 /** Applies one decoded provider event inside the caller's transaction. */
-export async function applyProviderEvent(tx: Tx, account: AccountRow, ev: ProviderEvent, now: number, opts: { attempts?: number; historical?: boolean; rows?: BatchRows } = {}): Promise<ApplyOutcome> {
-  const a: ApplyContext = { tx, account, now, historical: Boolean(opts.historical), rows: opts.rows ?? null };
+export async function applyProviderEvent(tx: Tx, account: AccountRow, ev: ProviderEvent, now: number, opts: { attempts?: number; historical?: boolean; rows?: BatchRows; byWebhook?: boolean } = {}): Promise<ApplyOutcome> {
+  const a: ApplyContext = { tx, account, now, historical: Boolean(opts.historical), rows: opts.rows ?? null, byWebhook: Boolean(opts.byWebhook) };
   switch (ev.kind) {
     case 'customer_message': return customerMessage(a, ev);
     case 'business_message': return businessMessage(a, ev, opts.attempts ?? 0);

@@ -248,7 +248,7 @@ async function applyRows(ctx: AppContext, rows: Row[], accounts: Map<string, Acc
         decision = { status: 'processed' };
         for (const ev of row.events) {
           if (ev.kind === 'ignored') { decision = { status: 'ignored', error: ev.reason }; continue; }
-          const out = await applyProviderEvent(tx, pre, ev, now, { attempts: row.attempts, rows: preloaded });
+          const out = await applyProviderEvent(tx, pre, ev, now, { attempts: row.attempts, rows: preloaded, byWebhook: true });
           if ('defer' in out) { decision = out; break; }
           rowEvents.push(...out.events);
         }
