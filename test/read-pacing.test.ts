@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
-import { stats } from './helpers/outbound.js';
+import { PNG, stats } from './helpers/outbound.js';
 import { waitFor } from './helpers/wait.js';
 
 /**
@@ -11,7 +11,6 @@ import { waitFor } from './helpers/wait.js';
  */
 describe('TikTok reads in the account\'s rate', () => {
   let gw: TestGateway;
-  const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63f8cfc0f01f0005000201a5f1c2a30000000049454e44ae426082', 'hex');
 
   beforeAll(async () => {
     gw = await startTestGateway();

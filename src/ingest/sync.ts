@@ -54,8 +54,8 @@ export async function fetchConversation(ctx: AppContext, account: AccountRow, co
 
 /**
  * Reads recent messages through the REST API, for TikTok's EEA webhooks (which carry no content).
- * Conversations come from both lists; each gives at most its 20 latest messages. `recent` marks messages at or after `sinceMs`, which are announced as new; older ones are stored
- * as history.
+ * Conversations come from both lists; each gives at most its 20 latest messages. `recent` marks
+ * messages at or after `sinceMs`, which are announced as new; older ones are stored as history.
  */
 export async function fetchRecentMessages(ctx: AppContext, account: AccountRow, sinceMs: number, pace: Pace): Promise<FetchedMessage[]> {
   const listed = await listConversationIds(ctx, account, sinceMs - SLACK_MS, pace);

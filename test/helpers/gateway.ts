@@ -49,18 +49,15 @@ export interface TestGatewayOptions {
   storage?: TestStorage;
   /** What the process runs (default: the configuration's, all). */
   role?: Role;
-  /**
-   * The test makes the emulator refuse on purpose (it calls TikTok's API itself, past the rules).
-   * Otherwise closing the gateway fails the test when the emulator counted any rule violation: the
-   * gateway must never send what TikTok would refuse, so the whole suite ends with none.
-   */
-  violationsExpected?: boolean;
 }
 
-/** Fails unless the emulator counted no rule violation (see TestGatewayOptions.violationsExpected). */
-export function assertNoViolations(violations: Record<string, number>, expected = false): void {
+/**
+ * Fails unless the emulator counted no rule violation. Closing a test gateway checks it: the gateway
+ * must never send what TikTok would refuse, so the whole suite ends with none.
+ */
+export function assertNoViolations(violations: Record<string, number>): void {
   const seen = Object.entries(violations).filter(([, n]) => n > 0);
-  if (seen.length && !expected) {
+  if (seen.length) {
     throw new Error(`the emulator counted TikTok rule violations: ${seen.map(([rule, n]) => `${rule} ${n}`).join(', ')} (the gateway sent what TikTok refuses)`);
   }
 }
@@ -140,7 +137,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
       await server.close();
       await emu.close();
       if (!opts.storage) await storage.drop();
-      assertNoViolations(violations, opts.violationsExpected);
+      assertNoViolations(violations);
     },
   };
   return gw;
