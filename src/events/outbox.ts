@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { chunks } from '../core/chunks.js';
 import { idFloor, newId } from '../core/ids.js';
 import { isPostgres, parseJson, runEach, type Tx } from '../db/database.js';
 import { prepared } from '../db/prepared.js';
@@ -49,8 +50,8 @@ export async function appendEvents(tx: Tx, inputs: EventInput[], nowMs: number):
   const endpoints = isPostgres(tx) ? [] : (await enabledEndpoints.all(tx, {})).map((e) => ({ id: e.id, events: parseJson<string[]>(e.events, []) }));
   const stored: StoredEvent[] = [];
   // Multi-row inserts: on Postgres every statement is a round trip, and a batch holds many events.
-  for (let i = 0; i < inputs.length; i += CHUNK) {
-    const chunk = inputs.slice(i, i + CHUNK).map((input) => {
+  for (const part of chunks(inputs)) {
+    const chunk = part.map((input) => {
       const id = newId('evt', nowMs);
       return { input, id, payload: serializeEvent(id, input, nowMs) };
     });
@@ -135,6 +136,3 @@ export function tally(stored: StoredEvent[]): { events: number; deliveries: numb
 
 /** Arbitrary constant naming the advisory lock that orders event appends. */
 const EVENT_APPEND_LOCK = 0x646d6701;
-
-/** Rows per multi-row insert: well under SQLite's and Postgres' bound-parameter limits. */
-const CHUNK = 500;

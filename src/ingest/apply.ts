@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { chunks } from '../core/chunks.js';
 import { newId } from '../core/ids.js';
 import type { Tx } from '../db/database.js';
 import { isPostgres, parseJson } from '../db/database.js';
@@ -35,15 +36,11 @@ export interface BatchKeys { provider: string; accountId: string; conversationId
 export async function preloadBatch(tx: Tx, lock: boolean, keys: BatchKeys[]): Promise<BatchRows> {
   const rows = new BatchRows();
   for (const k of keys) {
-    const convIds = [...k.conversationIds];
-    for (let i = 0; i < convIds.length; i += 500) {
-      const chunk = convIds.slice(i, i + 500);
+    for (const chunk of chunks([...k.conversationIds])) {
       const found = new Map((await conversationsByExternalId(tx, k.accountId, chunk, lock)).map((c) => [c.external_id, c]));
       for (const id of chunk) rows.conversations.set(`${k.accountId}|${id}`, found.get(id) ?? null);
     }
-    const custIds = [...k.customerIds];
-    for (let i = 0; i < custIds.length; i += 500) {
-      const chunk = custIds.slice(i, i + 500);
+    for (const chunk of chunks([...k.customerIds])) {
       const found = new Map((await contactsByExternalId(tx, k.provider, chunk)).map((c) => [c.external_id, c]));
       for (const id of chunk) rows.contacts.set(`${k.provider}|${id}`, found.get(id) ?? null);
     }

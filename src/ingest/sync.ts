@@ -1,6 +1,7 @@
 import type { AppContext } from '../context.js';
 import type { AccountRow } from '../accounts/store.js';
 import { withAccessToken } from '../accounts/tokens.js';
+import { chunks } from '../core/chunks.js';
 import { tiktokClient } from '../providers/tiktok/provider.js';
 import { decodeRestMessage } from '../providers/tiktok/webhook-events.js';
 import type { ProviderEvent } from '../providers/types.js';
@@ -62,9 +63,9 @@ export async function fetchRecentMessages(ctx: AppContext, account: AccountRow, 
   // Conversations whose customer DMs come by webhook, with content (outside the EEA), have nothing
   // to read here: on a busy account they are most of those updated lately (our replies update them).
   const byWebhook = new Set<string>();
-  for (let i = 0; i < listed.length; i += 500) {
+  for (const part of chunks(listed)) {
     const rows = await ctx.database.db.selectFrom('conversations').select('external_id')
-      .where('account_id', '=', account.id).where('external_id', 'in', listed.slice(i, i + 500)).where('content_by_webhook', '=', 1).execute();
+      .where('account_id', '=', account.id).where('external_id', 'in', part).where('content_by_webhook', '=', 1).execute();
     for (const r of rows) byWebhook.add(r.external_id);
   }
   const ids = listed.filter((id) => !byWebhook.has(id));

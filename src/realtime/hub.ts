@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { AppContext } from '../context.js';
+import { chunks } from '../core/chunks.js';
 
 /**
  * Server-Sent Events fan-out. One reader per process follows the events table (woken by bus
@@ -162,9 +163,9 @@ export class SseHub {
   private async fillGaps(epoch: number): Promise<void> {
     const now = this.ctx.clock();
     const wanted = [...this.gaps.keys()];
-    for (let i = 0; i < wanted.length; i += 500) {
+    for (const part of chunks(wanted)) {
       const rows = await this.ctx.database.db.selectFrom('events').select(['seq', 'id', 'type', 'payload'])
-        .where('seq', 'in', wanted.slice(i, i + 500)).orderBy('seq').execute();
+        .where('seq', 'in', part).orderBy('seq').execute();
       if (epoch !== this.epoch) return;
       for (const r of rows) {
         if (this.gaps.delete(r.seq)) this.fanOut(r);
