@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { PASSWORD_FIELDS, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { createUser } from '../src/auth/users.js';
 
 /** A response's JSON body, loosely typed for assertions. */
@@ -11,20 +11,29 @@ describe('inbox auth', () => {
 
   interface Session { cookie: string; csrf: string; body: any }
   async function login(email: string, password: string, headers: Record<string, string> = {}): Promise<{ status: number; session?: Session; res: Response; body: any }> {
+    gw.keepSecret(password, 'a password');
     const res = await fetch(gw.url + '/auth/login', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ email, password }) });
     const body = await j(res);
     if (res.status !== 200) return { status: res.status, res, body };
     const setCookie = res.headers.get('set-cookie')!;
+    gw.keepSecret(setCookie.split(';')[0].split('=')[1], 'a session cookie');
+    gw.keepSecret(body.csrf_token, 'a CSRF token');
     return { status: 200, res, body, session: { cookie: setCookie.split(';')[0], csrf: body.csrf_token, body } };
   }
-  const call = (s: Session | null, method: string, path: string, body?: unknown, csrf = true) => fetch(gw.url + path, {
-    method,
-    headers: {
-      ...(s ? { cookie: s.cookie } : {}), ...(s && csrf ? { 'x-csrf-token': s.csrf } : {}),
-      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  const call = (s: Session | null, method: string, path: string, body?: unknown, csrf = true) => {
+    for (const field of PASSWORD_FIELDS) {
+      const given = (body as Record<string, unknown> | undefined)?.[field];
+      if (typeof given === 'string') gw.keepSecret(given, 'a password');
+    }
+    return fetch(gw.url + path, {
+      method,
+      headers: {
+        ...(s ? { cookie: s.cookie } : {}), ...(s && csrf ? { 'x-csrf-token': s.csrf } : {}),
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  };
 
   beforeAll(async () => {
     gw = await startTestGateway();

@@ -1,4 +1,4 @@
-import type { TestGateway } from './gateway.js';
+import { tokensStored, type TestGateway } from './gateway.js';
 
 /** Helpers for the accounts tests: a redirect-following browser, events, waits, emulator stats. */
 
@@ -45,11 +45,7 @@ export async function emulatorStats(gw: TestGateway): Promise<{ refresh_calls: R
 export const refreshCalls = async (gw: TestGateway, business: string) => (await emulatorStats(gw)).refresh_calls[business] ?? 0;
 
 /** Every access and refresh token value dmgate has stored so far (decrypted), to look for leaks. */
-export async function storedTokens(gw: TestGateway): Promise<string[]> {
-  const ctx = gw.server.ctx;
-  const rows = await ctx.database.db.selectFrom('accounts').select(['access_token_enc', 'refresh_token_enc']).execute();
-  return rows.flatMap((r) => [r.access_token_enc, r.refresh_token_enc]).filter((x): x is string => Boolean(x)).map((x) => ctx.box.open(x));
-}
+export const storedTokens = (gw: TestGateway): Promise<string[]> => tokensStored(gw.server);
 
 export async function account(gw: TestGateway, id: string): Promise<Record<string, any>> {
   const res = await gw.api('GET', `/v1/accounts/${id}`);

@@ -4,6 +4,8 @@ import { serve, type RunningServer } from '../../src/server.js';
 import { createApiKey } from '../../src/auth/api-keys.js';
 import { startEmulator, type EmulatorOptions } from '../../src/emulator/index.js';
 import { registerTiktokWebhook } from '../../src/providers/tiktok/webhook-registration.js';
+import { SESSION_COOKIE } from '../../src/http/authenticate.js';
+import { ERROR_STATUS, type ErrorCode } from '../../src/core/errors.js';
 import { freshStorage, type TestStorage } from './db.js';
 
 export const APP_ID = 'test_app';
@@ -37,6 +39,8 @@ export interface TestGateway {
   /** Resolves when the gateway processed every inbound webhook it has received so far. */
   drain(timeoutMs?: number): Promise<void>;
   restart(): Promise<void>;
+  /** A secret the test handled itself, not through api() (checked against the log at close, as those are). */
+  keepSecret(value: string, what: string): void;
   close(): Promise<void>;
 }
 
@@ -49,6 +53,48 @@ export interface TestGatewayOptions {
   storage?: TestStorage;
   /** What the process runs (default: the configuration's, all). */
   role?: Role;
+}
+
+/** Fields of a request body that carry a password. */
+export const PASSWORD_FIELDS = ['password', 'current_password', 'new_password'];
+
+/** Secrets an API answer hands out once: API keys and endpoint signing secrets (session cookies come as headers). */
+const HANDED_OUT = /\b(?:dmg_[\w-]{16,}|whsec_[\w+/=]{16,})/g;
+
+/**
+ * Fails if a secret appears in the gateway's log: secrets are never logged (the README's promise),
+ * so closing any test gateway looks for every one it knows (see startTestGateway).
+ */
+export function assertNoSecretsLogged(logs: LogCapture, secrets: Map<string, string>): void {
+  const text = logs.text;
+  const found = [...secrets].filter(([secret]) => text.includes(secret)).map(([, what]) => what);
+  if (found.length) throw new Error(`secrets appear in the gateway's log: ${[...new Set(found)].join(', ')}`);
+}
+
+/** The TikTok tokens the gateway holds now (stored encrypted), in clear. */
+export async function tokensStored(server: RunningServer): Promise<string[]> {
+  const { database, box } = server.ctx;
+  const rows = await database.db.selectFrom('accounts').select(['access_token_enc', 'refresh_token_enc']).execute();
+  return rows.flatMap((r) => [r.access_token_enc, r.refresh_token_enc]).filter((x): x is string => Boolean(x)).map((x) => box.open(x));
+}
+
+/**
+ * What is wrong with an error answer, against DESIGN §5's one shape:
+ * `{ "error": { "code", "message", "request_id", "details" } }`, a code of the closed list, answered
+ * with that code's status. Null when nothing is.
+ */
+export function errorShapeProblem(status: number, contentType: string | null, body: unknown): string | null {
+  if (!contentType?.startsWith('application/json')) return `answered ${contentType ?? 'no content type'}, not JSON`;
+  const error = (body as { error?: Record<string, unknown> } | null)?.error;
+  if (!error || typeof error !== 'object') return 'no "error" object';
+  const code = error.code as ErrorCode;
+  if (typeof code !== 'string' || !(code in ERROR_STATUS)) return `code ${JSON.stringify(code)} is not in the closed list`;
+  if (ERROR_STATUS[code] !== status) return `code ${code} goes with ${ERROR_STATUS[code]}, not ${status}`;
+  if (typeof error.message !== 'string' || !error.message) return 'no message';
+  if (typeof error.request_id !== 'string' || !error.request_id.startsWith('req_')) return 'no request_id';
+  if (!error.details || typeof error.details !== 'object' || Array.isArray(error.details)) return 'details is not an object';
+  const extra = Object.keys(error).filter((k) => !['code', 'message', 'request_id', 'details'].includes(k));
+  return extra.length ? `fields beyond the shape: ${extra.join(', ')}` : null;
 }
 
 /**
@@ -77,6 +123,17 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
   };
   let server = await serve(loadConfig(env), { logDestination: logs, clock: opts.clock, role: opts.role });
   const { key } = await createApiKey(server.ctx.database, 'test');
+  // Every secret the test can know of, with what it is; checked against the log at close.
+  const secrets = new Map<string, string>([[key, 'the API key'], [APP_SECRET, 'the TikTok app secret']]);
+  // Every error answer the test saw through api() that is not in the documented shape; checked at close.
+  const misshapen: string[] = [];
+  const noteSecrets = (res: Response, text: string) => {
+    for (const m of text.matchAll(HANDED_OUT)) secrets.set(m[0], m[0].startsWith('dmg_') ? 'an API key' : 'a signing secret');
+    for (const c of res.headers.getSetCookie()) {
+      const value = c.split(';')[0].split('=').slice(1).join('=');
+      if (c.startsWith(`${SESSION_COOKIE}=`) && value) secrets.set(value, 'a session cookie');
+    }
+  };
 
   const register = () => registerTiktokWebhook(server.ctx.config, `${server.url}/webhooks/tiktok`);
   await register();
@@ -91,8 +148,16 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
         body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
       });
       const text = await res.text();
+      noteSecrets(res, text);
+      // Passwords go the other way: what the test signs in or signs up with.
+      for (const field of PASSWORD_FIELDS) {
+        const given = (body as Record<string, unknown> | undefined)?.[field];
+        if (typeof given === 'string' && given.length >= 8) secrets.set(given, 'a password');
+      }
       let parsed: unknown = text;
       try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+      const problem = res.status >= 400 ? errorShapeProblem(res.status, res.headers.get('content-type'), parsed) : null;
+      if (problem) misshapen.push(`${method} ${path} → ${res.status}: ${problem}`);
       return { status: res.status, headers: res.headers, body: parsed as any };
     },
     async control(path, body) {
@@ -132,12 +197,20 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
       await server.close();
       server = await serve(loadConfig({ ...env, DMGATE_PORT: String(new URL(server.url).port) }), { logDestination: logs, clock: opts.clock, role: opts.role });
     },
+    keepSecret(value, what) {
+      if (value) secrets.set(value, what);
+    },
     async close() {
       const { violations } = await gw.control<{ violations: Record<string, number> }>('stats');
+      // (Unless the test closed the server itself: its database is gone with it.)
+      const tokens = await tokensStored(server).catch(() => []);
+      for (const t of tokens) secrets.set(t, 'a TikTok token');
       await server.close();
       await emu.close();
       if (!opts.storage) await storage.drop();
       assertNoViolations(violations);
+      assertNoSecretsLogged(logs, secrets);
+      if (misshapen.length) throw new Error(`error answers outside the documented shape (DESIGN §5):\n${misshapen.join('\n')}`);
     },
   };
   return gw;
