@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PASSWORD_FIELDS, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { passwordsIn, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { createUser } from '../src/auth/users.js';
 
 /** A response's JSON body, loosely typed for assertions. */
@@ -21,10 +21,7 @@ describe('inbox auth', () => {
     return { status: 200, res, body, session: { cookie: setCookie.split(';')[0], csrf: body.csrf_token, body } };
   }
   const call = (s: Session | null, method: string, path: string, body?: unknown, csrf = true) => {
-    for (const field of PASSWORD_FIELDS) {
-      const given = (body as Record<string, unknown> | undefined)?.[field];
-      if (typeof given === 'string') gw.keepSecret(given, 'a password');
-    }
+    for (const password of passwordsIn(body)) gw.keepSecret(password, 'a password');
     return fetch(gw.url + path, {
       method,
       headers: {

@@ -16,7 +16,7 @@ describe('chunks', () => {
     expect(sizes).toEqual([LIST_CHUNK, LIST_CHUNK, 1]);
   });
 
-  it('refuses a size that would never end or split nothing', () => {
+  it('refuses a size that is not a positive integer (0 would never end, 1.5 would overlap slices)', () => {
     expect(() => chunks([1], 0)).toThrow(RangeError);
     expect(() => chunks([1], 1.5)).toThrow(RangeError);
   });

@@ -6,6 +6,7 @@ import { startEmulator, type EmulatorOptions } from '../../src/emulator/index.js
 import { registerTiktokWebhook } from '../../src/providers/tiktok/webhook-registration.js';
 import { SESSION_COOKIE } from '../../src/http/authenticate.js';
 import { ERROR_STATUS, type ErrorCode } from '../../src/core/errors.js';
+import { MIN_PASSWORD } from '../../src/auth/users.js';
 import { freshStorage, type TestStorage } from './db.js';
 
 export const APP_ID = 'test_app';
@@ -55,8 +56,15 @@ export interface TestGatewayOptions {
   role?: Role;
 }
 
-/** Fields of a request body that carry a password. */
-export const PASSWORD_FIELDS = ['password', 'current_password', 'new_password'];
+/**
+ * The passwords a request body carries. (Shorter strings than a password may be are left out: they
+ * could turn up in a log by chance, and the gateway refuses them anyway.)
+ */
+export function passwordsIn(body: unknown): string[] {
+  if (!body || typeof body !== 'object') return [];
+  return ['password', 'current_password', 'new_password'].map((field) => (body as Record<string, unknown>)[field])
+    .filter((v): v is string => typeof v === 'string' && v.length >= MIN_PASSWORD);
+}
 
 /** Secrets an API answer hands out once: API keys and endpoint signing secrets (session cookies come as headers). */
 const HANDED_OUT = /\b(?:dmg_[\w-]{16,}|whsec_[\w+/=]{16,})/g;
@@ -150,10 +158,7 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
       const text = await res.text();
       noteSecrets(res, text);
       // Passwords go the other way: what the test signs in or signs up with.
-      for (const field of PASSWORD_FIELDS) {
-        const given = (body as Record<string, unknown> | undefined)?.[field];
-        if (typeof given === 'string' && given.length >= 8) secrets.set(given, 'a password');
-      }
+      for (const password of passwordsIn(body)) secrets.set(password, 'a password');
       let parsed: unknown = text;
       try { parsed = JSON.parse(text); } catch { /* not JSON */ }
       const problem = res.status >= 400 ? errorShapeProblem(res.status, res.headers.get('content-type'), parsed) : null;
