@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { passwordsIn, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { passwordsIn } from './helpers/audit.js';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { createUser } from '../src/auth/users.js';
 
 /** A response's JSON body, loosely typed for assertions. */

@@ -6,6 +6,7 @@ import { serve, type RunningServer } from '../src/server.js';
 import { createApiKey } from '../src/auth/api-keys.js';
 import { appendEvents } from '../src/events/outbox.js';
 import type { EventInput, StoredEvent } from '../src/events/types.js';
+import { AnswerAudit, LogCapture } from './helpers/audit.js';
 import { freshStorage, TEST_DB, type TestStorage } from './helpers/db.js';
 import { startSink, type Sink } from './helpers/sink.js';
 
@@ -22,13 +23,19 @@ async function startGateway(env: Env = {}, shared?: TestStorage): Promise<Gw> {
   const storage = shared ?? await freshStorage();
   const config = loadConfig({
     DMGATE_PORT: '0', DMGATE_HOST: '127.0.0.1', DMGATE_DATA_DIR: storage.dataDir, DATABASE_URL: storage.databaseUrl,
-    TIKTOK_APP_ID: 'test_app', TIKTOK_APP_SECRET: 'test_app_secret', DMGATE_LOG_LEVEL: 'silent',
+    TIKTOK_APP_ID: 'test_app', TIKTOK_APP_SECRET: 'test_app_secret', DMGATE_LOG_LEVEL: 'info',
     DMGATE_ALLOW_PRIVATE_WEBHOOKS: '1', DMGATE_DELIVERY_SCHEDULE: '0,0.2,0.4', DMGATE_DELIVERY_TIMEOUT_MS: '1000',
     DMGATE_POLL_INTERVAL_MS: '50', DMGATE_SECRET_KEY: 'webhooks-test-secret-key',
     ...env,
   });
-  const server = await serve(config);
+  // Checked at close, as the test gateway's are (helpers/audit.ts): no secret logged, every error in shape.
+  const logs = new LogCapture();
+  const server = await serve(config, { logDestination: logs });
   const { key } = await createApiKey(server.ctx.database, 'test');
+  const audit = new AnswerAudit();
+  audit.keep(key, 'the API key');
+  audit.keep(config.tiktokAppSecret, 'the TikTok app secret');
+  audit.keep(config.secretKey, 'the secret key');
   return {
     server, storage,
     async api(method, path, body) {
@@ -40,6 +47,7 @@ async function startGateway(env: Env = {}, shared?: TestStorage): Promise<Gw> {
       const text = await res.text();
       let parsed: unknown = text;
       try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+      audit.note(`${method} ${path}`, body, res, text, parsed);
       return { status: res.status, body: parsed as any };
     },
     async append(inputs) {
@@ -52,6 +60,7 @@ async function startGateway(env: Env = {}, shared?: TestStorage): Promise<Gw> {
     async close() {
       await server.close();
       if (!shared) await storage.drop();
+      audit.check(logs);
     },
   };
 }

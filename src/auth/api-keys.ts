@@ -5,9 +5,12 @@ import type { Database } from '../db/database.js';
 
 export interface CreatedKey { id: string; name: string; key: string; created_at: number }
 
+/** What every API key starts with (a key without it is refused before any lookup). */
+export const API_KEY_PREFIX = 'dmg_';
+
 /** Keys are `dmg_` + 32 random bytes; only their sha256 is stored. */
 export async function createApiKey(database: Database, name: string, nowMs = Date.now()): Promise<CreatedKey> {
-  const key = 'dmg_' + randomBytes(32).toString('base64url');
+  const key = API_KEY_PREFIX + randomBytes(32).toString('base64url');
   const id = newId('key', nowMs);
   await database.db.insertInto('api_keys').values({
     id, name, key_hash: sha256Hex(key), key_prefix: key.slice(0, 10), created_at: nowMs, last_used_at: null, revoked_at: null,
@@ -23,7 +26,7 @@ export class ApiKeyVerifier {
   constructor(private readonly database: Database, private readonly ttlMs = 5000) {}
 
   async verify(key: string, nowMs = Date.now()): Promise<string | null> {
-    if (!key.startsWith('dmg_')) return null;
+    if (!key.startsWith(API_KEY_PREFIX)) return null;
     const hash = sha256Hex(key);
     const hit = this.cache.get(hash);
     if (hit && hit.expires > nowMs) return hit.id;

@@ -1,4 +1,5 @@
-import { tokensStored, type TestGateway } from './gateway.js';
+import { tokensStored } from './audit.js';
+import type { TestGateway } from './gateway.js';
 
 /** Helpers for the accounts tests: a redirect-following browser, events, waits, emulator stats. */
 

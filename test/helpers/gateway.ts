@@ -1,26 +1,13 @@
-import { Writable } from 'node:stream';
 import { loadConfig, type Env, type Role } from '../../src/config.js';
 import { serve, type RunningServer } from '../../src/server.js';
 import { createApiKey } from '../../src/auth/api-keys.js';
 import { startEmulator, type EmulatorOptions } from '../../src/emulator/index.js';
 import { registerTiktokWebhook } from '../../src/providers/tiktok/webhook-registration.js';
-import { SESSION_COOKIE } from '../../src/http/authenticate.js';
-import { ERROR_STATUS, type ErrorCode } from '../../src/core/errors.js';
-import { MIN_PASSWORD } from '../../src/auth/users.js';
+import { AnswerAudit, LogCapture, tokensStored } from './audit.js';
 import { freshStorage, type TestStorage } from './db.js';
 
 export const APP_ID = 'test_app';
 export const APP_SECRET = 'test_app_secret_0123456789';
-
-/** Every log line the gateway wrote, for tests that check what must never be logged. */
-export class LogCapture extends Writable {
-  readonly lines: string[] = [];
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    this.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-    cb();
-  }
-  get text(): string { return this.lines.join('\n'); }
-}
 
 export interface HttpResult<T = any> { status: number; headers: Headers; body: T }
 
@@ -57,55 +44,6 @@ export interface TestGatewayOptions {
 }
 
 /**
- * The passwords a request body carries. (Shorter strings than a password may be are left out: they
- * could turn up in a log by chance, and the gateway refuses them anyway.)
- */
-export function passwordsIn(body: unknown): string[] {
-  if (!body || typeof body !== 'object') return [];
-  return ['password', 'current_password', 'new_password'].map((field) => (body as Record<string, unknown>)[field])
-    .filter((v): v is string => typeof v === 'string' && v.length >= MIN_PASSWORD);
-}
-
-/** Secrets an API answer hands out once: API keys and endpoint signing secrets (session cookies come as headers). */
-const HANDED_OUT = /\b(?:dmg_[\w-]{16,}|whsec_[\w+/=]{16,})/g;
-
-/**
- * Fails if a secret appears in the gateway's log: secrets are never logged (the README's promise),
- * so closing any test gateway looks for every one it knows (see startTestGateway).
- */
-export function assertNoSecretsLogged(logs: LogCapture, secrets: Map<string, string>): void {
-  const text = logs.text;
-  const found = [...secrets].filter(([secret]) => text.includes(secret)).map(([, what]) => what);
-  if (found.length) throw new Error(`secrets appear in the gateway's log: ${[...new Set(found)].join(', ')}`);
-}
-
-/** The TikTok tokens the gateway holds now (stored encrypted), in clear. */
-export async function tokensStored(server: RunningServer): Promise<string[]> {
-  const { database, box } = server.ctx;
-  const rows = await database.db.selectFrom('accounts').select(['access_token_enc', 'refresh_token_enc']).execute();
-  return rows.flatMap((r) => [r.access_token_enc, r.refresh_token_enc]).filter((x): x is string => Boolean(x)).map((x) => box.open(x));
-}
-
-/**
- * What is wrong with an error answer, against DESIGN §5's one shape:
- * `{ "error": { "code", "message", "request_id", "details" } }`, a code of the closed list, answered
- * with that code's status. Null when nothing is.
- */
-export function errorShapeProblem(status: number, contentType: string | null, body: unknown): string | null {
-  if (!contentType?.startsWith('application/json')) return `answered ${contentType ?? 'no content type'}, not JSON`;
-  const error = (body as { error?: Record<string, unknown> } | null)?.error;
-  if (!error || typeof error !== 'object') return 'no "error" object';
-  const code = error.code as ErrorCode;
-  if (typeof code !== 'string' || !(code in ERROR_STATUS)) return `code ${JSON.stringify(code)} is not in the closed list`;
-  if (ERROR_STATUS[code] !== status) return `code ${code} goes with ${ERROR_STATUS[code]}, not ${status}`;
-  if (typeof error.message !== 'string' || !error.message) return 'no message';
-  if (typeof error.request_id !== 'string' || !error.request_id.startsWith('req_')) return 'no request_id';
-  if (!error.details || typeof error.details !== 'object' || Array.isArray(error.details)) return 'details is not an object';
-  const extra = Object.keys(error).filter((k) => !['code', 'message', 'request_id', 'details'].includes(k));
-  return extra.length ? `fields beyond the shape: ${extra.join(', ')}` : null;
-}
-
-/**
  * Fails unless the emulator counted no rule violation. Closing a test gateway checks it: the gateway
  * must never send what TikTok would refuse, so the whole suite ends with none.
  */
@@ -131,17 +69,9 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
   };
   let server = await serve(loadConfig(env), { logDestination: logs, clock: opts.clock, role: opts.role });
   const { key } = await createApiKey(server.ctx.database, 'test');
-  // Every secret the test can know of, with what it is; checked against the log at close.
-  const secrets = new Map<string, string>([[key, 'the API key'], [APP_SECRET, 'the TikTok app secret']]);
-  // Every error answer the test saw through api() that is not in the documented shape; checked at close.
-  const misshapen: string[] = [];
-  const noteSecrets = (res: Response, text: string) => {
-    for (const m of text.matchAll(HANDED_OUT)) secrets.set(m[0], m[0].startsWith('dmg_') ? 'an API key' : 'a signing secret');
-    for (const c of res.headers.getSetCookie()) {
-      const value = c.split(';')[0].split('=').slice(1).join('=');
-      if (c.startsWith(`${SESSION_COOKIE}=`) && value) secrets.set(value, 'a session cookie');
-    }
-  };
+  const audit = new AnswerAudit();
+  audit.keep(key, 'the API key');
+  audit.keep(APP_SECRET, 'the TikTok app secret');
 
   const register = () => registerTiktokWebhook(server.ctx.config, `${server.url}/webhooks/tiktok`);
   await register();
@@ -156,13 +86,9 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
         body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
       });
       const text = await res.text();
-      noteSecrets(res, text);
-      // Passwords go the other way: what the test signs in or signs up with.
-      for (const password of passwordsIn(body)) secrets.set(password, 'a password');
       let parsed: unknown = text;
       try { parsed = JSON.parse(text); } catch { /* not JSON */ }
-      const problem = res.status >= 400 ? errorShapeProblem(res.status, res.headers.get('content-type'), parsed) : null;
-      if (problem) misshapen.push(`${method} ${path} → ${res.status}: ${problem}`);
+      audit.note(`${method} ${path}`, body, res, text, parsed);
       return { status: res.status, headers: res.headers, body: parsed as any };
     },
     async control(path, body) {
@@ -203,19 +129,17 @@ export async function startTestGateway(opts: TestGatewayOptions = {}): Promise<T
       server = await serve(loadConfig({ ...env, DMGATE_PORT: String(new URL(server.url).port) }), { logDestination: logs, clock: opts.clock, role: opts.role });
     },
     keepSecret(value, what) {
-      if (value) secrets.set(value, what);
+      audit.keep(value, what);
     },
     async close() {
       const { violations } = await gw.control<{ violations: Record<string, number> }>('stats');
       // (Unless the test closed the server itself: its database is gone with it.)
-      const tokens = await tokensStored(server).catch(() => []);
-      for (const t of tokens) secrets.set(t, 'a TikTok token');
+      for (const t of await tokensStored(server).catch(() => [])) audit.keep(t, 'a TikTok token');
       await server.close();
       await emu.close();
       if (!opts.storage) await storage.drop();
       assertNoViolations(violations);
-      assertNoSecretsLogged(logs, secrets);
-      if (misshapen.length) throw new Error(`error answers outside the documented shape (DESIGN §5):\n${misshapen.join('\n')}`);
+      audit.check(logs);
     },
   };
   return gw;
