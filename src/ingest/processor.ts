@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../context.js';
 import { transaction, type Executor } from '../db/database.js';
+import { inIndexOrder } from '../db/index-order.js';
 import { releaseLease, tryAcquireLease } from '../db/leases.js';
 import { announceEvents, appendEvents, tally } from '../events/outbox.js';
 import type { EventInput } from '../events/types.js';
@@ -80,7 +81,7 @@ export function startProcessor(ctx: AppContext): Worker {
       if (pressured) await new Promise((r) => setTimeout(r, PRESSURED_PAUSE_MS));
       const limit = pressured ? PRESSURED_BATCH : BATCH;
       const now = ctx.clock();
-      const rows = await dueInboundEvents(ctx.database.db, now, limit, syncs.businesses()).execute();
+      const rows = await inIndexOrder(ctx.database, (db) => dueInboundEvents(db, now, limit, syncs.businesses()).execute());
       if (!rows.length) return;
       // (Nothing taken: every row waits for its business's read, which wakes the processor when done.)
       if (!(await processBatch(ctx, rows, syncs))) return;

@@ -25,22 +25,32 @@ const literal = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) 
  * statements): for these values, and the generic plan it may settle on after a few runs.
  */
 export async function postgresPlans(db: Kysely<DB>, query: { sql: string; parameters: readonly unknown[] }): Promise<{ mode: string; plan: PlanNode }[]> {
-  return db.connection().execute(async (conn) => {
-    await sql.raw(`prepare plan_check as ${query.sql}`).execute(conn);
-    const out: { mode: string; plan: PlanNode }[] = [];
-    try {
-      for (const mode of ['force_custom_plan', 'force_generic_plan']) {
-        await sql.raw(`set plan_cache_mode = ${mode}`).execute(conn);
-        const args = query.parameters.length ? `(${query.parameters.map(literal).join(', ')})` : '';
-        const { rows } = await sql.raw<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`explain (format json) execute plan_check${args}`).execute(conn);
-        out.push({ mode, plan: rows[0]['QUERY PLAN'][0].Plan });
-      }
-    } finally {
-      await sql`deallocate plan_check`.execute(conn);
-      await sql`reset plan_cache_mode`.execute(conn);
+  return db.connection().execute((conn) => plansOn(conn, query));
+}
+
+/** The same, on one connection as it is (a transaction's, with its settings). */
+export async function plansOn(conn: Kysely<DB>, query: { sql: string; parameters: readonly unknown[] }): Promise<{ mode: string; plan: PlanNode }[]> {
+  await sql.raw(`prepare plan_check as ${query.sql}`).execute(conn);
+  const out: { mode: string; plan: PlanNode }[] = [];
+  try {
+    for (const mode of ['force_custom_plan', 'force_generic_plan']) {
+      await sql.raw(`set plan_cache_mode = ${mode}`).execute(conn);
+      const args = query.parameters.length ? `(${query.parameters.map(literal).join(', ')})` : '';
+      const { rows } = await sql.raw<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`explain (format json) execute plan_check${args}`).execute(conn);
+      out.push({ mode, plan: rows[0]['QUERY PLAN'][0].Plan });
     }
-    return out;
-  });
+  } finally {
+    await sql`deallocate plan_check`.execute(conn);
+    await sql`reset plan_cache_mode`.execute(conn);
+  }
+  return out;
+}
+
+/** Every node type of a plan, depth first ('Limit', 'Sort', 'Index Scan', …). */
+export function nodeTypes(node: PlanNode, out: string[] = []): string[] {
+  out.push(node['Node Type']);
+  for (const child of node.Plans ?? []) nodeTypes(child, out);
+  return out;
 }
 
 /**
