@@ -7,7 +7,9 @@
  *    the same run, alternating in rounds; their ratio.
  * 2. Latency: webhook-to-subscriber p50/p99 at a steady 200 DMs/s, through ingest, processing and
  *    signed delivery to a local sink.
- * Runs on SQLite; also on PostgreSQL when BENCH_DATABASE_URL (or DATABASE_URL_TEST) is set.
+ * Runs on SQLite; also on PostgreSQL when BENCH_DATABASE_URL (or DATABASE_URL_TEST) is set. On a
+ * PostgreSQL with autovacuum off, the bench vacuums its tables before each phase, as autovacuum would
+ * (bench/vacuum.ts says why), and prints what it reclaimed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -19,6 +21,7 @@ import autocannon from 'autocannon';
 import { freePort, scratchSchema } from '../test/helpers/scratch.js';
 import { openDatabase } from '../src/db/database.js';
 import { SERVE_NODE_FLAGS } from './serve-flags.js';
+import { vacuumLikeAutovacuum } from './vacuum.js';
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
 const CONNECTIONS = 50;
@@ -157,7 +160,12 @@ async function runFor(label: string, databaseUrl: string, bareUrl: string): Prom
     let bareTotal = 0;
     let gwTotal = 0;
     let round = 0;
+    const vacuumed = async () => {
+      const done = await vacuumLikeAutovacuum(db);
+      if (done) console.log(`[${label}]   ${done}`);
+    };
     for (; round < ROUNDS; round++) {
+      await vacuumed();
       // The very same requests for both (fresh signed bodies): the load generator shares the machine.
       const signed = (n: number) => {
         const body = webhookBody(gw.businessId, n, `${label}-load${round}`);
@@ -175,6 +183,7 @@ async function runFor(label: string, databaseUrl: string, bareUrl: string): Prom
       const drainS = (performance.now() - t0) / 1000;
       console.log(`[${label}]   backlog after the burst: ${backlog} webhooks, processed in ${drainS.toFixed(1)} s (${Math.round(backlog / Math.max(drainS, 0.001))} webhooks/s into conversations, messages and events)`);
     }
+    await vacuumed();
     await db.close();
     console.log(`[${label}] ratio gateway / bare node:http over ${ROUNDS} rounds = ${(gwTotal / bareTotal).toFixed(3)} (target >= 0.35)`);
     const l = await latency(gw, `${label}-lat`);

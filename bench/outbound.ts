@@ -30,6 +30,8 @@
  *    the probes going round the accounts (each gets 2.5 replies per second); for both also the
  *    time from each probe's 202 to TikTok's record of its send.
  * 6. Peak memory (VmHWM) of the sending gateway process, against the first process once idle.
+ * On a PostgreSQL with autovacuum off, the bench vacuums its tables before each phase, as autovacuum
+ * would (bench/vacuum.ts says why), and prints what it reclaimed.
  *
  * Runs on SQLite; on PostgreSQL instead when BENCH_DATABASE_URL is set (printed: over TCP or a Unix socket).
  * Knobs: BENCH_ACCOUNTS (200), BENCH_CONVERSATIONS (10), BENCH_LATENCY_S (10), BENCH_LATENCY_RUNS (3), BENCH_RATE (500),
@@ -47,6 +49,7 @@ import { openDatabase, type Database } from '../src/db/database.js';
 import { isPending } from '../src/messaging/queue.js';
 import { RateGate, WINDOW_SLACK_MS } from '../src/messaging/rate-gate.js';
 import { SERVE_NODE_FLAGS } from './serve-flags.js';
+import { vacuumLikeAutovacuum } from './vacuum.js';
 
 const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 200);
 const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 10);
@@ -160,6 +163,12 @@ function peakRssMb(pid: number): { peak: number; now: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return { peak: kb('VmHWM') / 1024, now: kb('VmRSS') / 1024 };
+}
+
+/** vacuumLikeAutovacuum, printed. */
+async function vacuumed(s: Setup, label: string): Promise<void> {
+  const done = await vacuumLikeAutovacuum(s.db);
+  if (done) console.log(`[${label}]   ${done}`);
 }
 
 interface Setup {
@@ -522,6 +531,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
         + `the rate gate's ceiling with calls that long is ${fmt(gateCeiling(baseCallMs), 2)}/s (10 calls per ${1000 + WINDOW_SLACK_MS} ms + one call)`);
 
       // ---- Queue: 100 replies per account with the sender stopped (gateway --role api) --------
+      await vacuumed(s, label);
       await s.restart('api');
       const jobs = convs.flatMap((c) => Array.from({ length: PER_CONVERSATION }, (_, k) => ({ conv: c.id, k })));
       jobs.sort((a, b) => a.k - b.k);
@@ -696,6 +706,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     const runsLine = (r: { median: number; all: number[] }) =>
       `p99 ${fmt(r.median, 2)} ms, the median of ${r.all.length} runs (${r.all.map((x) => fmt(x, 1)).join(', ')} ms) (target p99 ≤ 20 ms)`;
 
+    await vacuumed(s, label);
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get); // warm-up
     const health = await paced(`${s.gwUrl}/healthz`, RATE, LATENCY_S, get);
     const read = await paced(`${s.gwUrl}/v1/messages/${sample.id}`, RATE, LATENCY_S, get);
@@ -706,12 +717,14 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts:`);
     const busy = await postRuns('send', (r) => newConversations(`send${r}`), inARow, true);
     console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts, the probes round the accounts:`);
+    await vacuumed(s, label);
     const round = await postRuns('send', (r) => newConversations(`round${r}`, true), 'round the accounts', false);
     const mem = peakRssMb(s.gateway.pid!);
     // The accept path alone: a process that only serves the API (--role api), the sending elsewhere.
     // It does not process webhooks either: the customers write first.
     const apiSets: string[][] = [];
     for (let r = 0; r < LATENCY_RUNS; r++) apiSets.push(await newConversations(`api${r}`));
+    await vacuumed(s, label);
     await s.restart('api');
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get);
     console.log(`[${label}]   POST /v1/messages, an API-only process (--role api):`);

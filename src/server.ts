@@ -6,6 +6,7 @@ import { closeContext, createContext, type AppContext } from './context.js';
 import { startWorkers, stopWorkers } from './runtime.js';
 import { startSandbox, type Sandbox } from './sandbox.js';
 import { checkWebhookWiring } from './accounts/health.js';
+import { checkAutovacuum } from './db/autovacuum-check.js';
 
 export interface RunningServer {
   url: string;
@@ -29,6 +30,7 @@ export interface ServeOptions {
 export async function serve(config: Config, opts: ServeOptions = {}): Promise<RunningServer> {
   const role = opts.role ?? config.role;
   const ctx = await createContext({ ...config, role }, { logDestination: opts.logDestination, clock: opts.clock });
+  await checkAutovacuum(ctx);
   const app = await buildApp(ctx);
   const sandbox = config.sandbox ? await startSandbox(ctx, app) : null;
   await app.listen({ port: config.port, host: config.host });
