@@ -160,12 +160,8 @@ async function runFor(label: string, databaseUrl: string, bareUrl: string): Prom
     let bareTotal = 0;
     let gwTotal = 0;
     let round = 0;
-    const vacuumed = async () => {
-      const done = await vacuumLikeAutovacuum(db);
-      if (done) console.log(`[${label}]   ${done}`);
-    };
     for (; round < ROUNDS; round++) {
-      await vacuumed();
+      await vacuumLikeAutovacuum(db, label);
       // The very same requests for both (fresh signed bodies): the load generator shares the machine.
       const signed = (n: number) => {
         const body = webhookBody(gw.businessId, n, `${label}-load${round}`);
@@ -183,7 +179,7 @@ async function runFor(label: string, databaseUrl: string, bareUrl: string): Prom
       const drainS = (performance.now() - t0) / 1000;
       console.log(`[${label}]   backlog after the burst: ${backlog} webhooks, processed in ${drainS.toFixed(1)} s (${Math.round(backlog / Math.max(drainS, 0.001))} webhooks/s into conversations, messages and events)`);
     }
-    await vacuumed();
+    await vacuumLikeAutovacuum(db, label);
     await db.close();
     console.log(`[${label}] ratio gateway / bare node:http over ${ROUNDS} rounds = ${(gwTotal / bareTotal).toFixed(3)} (target >= 0.35)`);
     const l = await latency(gw, `${label}-lat`);

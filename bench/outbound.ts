@@ -165,12 +165,6 @@ function peakRssMb(pid: number): { peak: number; now: number } {
   return { peak: kb('VmHWM') / 1024, now: kb('VmRSS') / 1024 };
 }
 
-/** vacuumLikeAutovacuum, printed. */
-async function vacuumed(s: Setup, label: string): Promise<void> {
-  const done = await vacuumLikeAutovacuum(s.db);
-  if (done) console.log(`[${label}]   ${done}`);
-}
-
 interface Setup {
   gwUrl: string; emuUrl: string; key: string; gateway: ChildProcess; emulator: ChildProcess; dataDir: string; db: Database;
   /** Restarts the gateway process on the same data with another role. */
@@ -531,7 +525,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
         + `the rate gate's ceiling with calls that long is ${fmt(gateCeiling(baseCallMs), 2)}/s (10 calls per ${1000 + WINDOW_SLACK_MS} ms + one call)`);
 
       // ---- Queue: 100 replies per account with the sender stopped (gateway --role api) --------
-      await vacuumed(s, label);
+      await vacuumLikeAutovacuum(s.db, label);
       await s.restart('api');
       const jobs = convs.flatMap((c) => Array.from({ length: PER_CONVERSATION }, (_, k) => ({ conv: c.id, k })));
       jobs.sort((a, b) => a.k - b.k);
@@ -706,7 +700,7 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     const runsLine = (r: { median: number; all: number[] }) =>
       `p99 ${fmt(r.median, 2)} ms, the median of ${r.all.length} runs (${r.all.map((x) => fmt(x, 1)).join(', ')} ms) (target p99 ≤ 20 ms)`;
 
-    await vacuumed(s, label);
+    await vacuumLikeAutovacuum(s.db, label);
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get); // warm-up
     const health = await paced(`${s.gwUrl}/healthz`, RATE, LATENCY_S, get);
     const read = await paced(`${s.gwUrl}/v1/messages/${sample.id}`, RATE, LATENCY_S, get);
@@ -717,14 +711,14 @@ async function run(label: string, databaseUrl: string): Promise<void> {
     console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts:`);
     const busy = await postRuns('send', (r) => newConversations(`send${r}`), inARow, true);
     console.log(`[${label}]   POST /v1/messages, the same process sending what it accepts, the probes round the accounts:`);
-    await vacuumed(s, label);
+    await vacuumLikeAutovacuum(s.db, label);
     const round = await postRuns('send', (r) => newConversations(`round${r}`, true), 'round the accounts', false);
     const mem = peakRssMb(s.gateway.pid!);
     // The accept path alone: a process that only serves the API (--role api), the sending elsewhere.
     // It does not process webhooks either: the customers write first.
     const apiSets: string[][] = [];
     for (let r = 0; r < LATENCY_RUNS; r++) apiSets.push(await newConversations(`api${r}`));
-    await vacuumed(s, label);
+    await vacuumLikeAutovacuum(s.db, label);
     await s.restart('api');
     await paced(`${s.gwUrl}/healthz`, RATE, 2, get);
     console.log(`[${label}]   POST /v1/messages, an API-only process (--role api):`);

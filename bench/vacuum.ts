@@ -16,9 +16,15 @@ interface TableCounts { relname: string; reltuples: number; n_dead_tup: number; 
  * default; the gateway warns at start if not), so for such a server the benches do what autovacuum
  * would before each phase, about as often as its default naptime (1 min): vacuum the tables past its
  * default thresholds of dead or inserted rows, analyze those past its threshold of changed rows.
- * Returns what was done, to print; null when there is nothing to do (SQLite, or autovacuum on).
+ * Prints what was done, as `[label]   (…)`; nothing when there is nothing to do (SQLite, or
+ * autovacuum on).
  */
-export async function vacuumLikeAutovacuum(db: Database): Promise<string | null> {
+export async function vacuumLikeAutovacuum(db: Database, label: string): Promise<void> {
+  const done = await vacuumAsNeeded(db);
+  if (done) console.log(`[${label}]   ${done}`);
+}
+
+async function vacuumAsNeeded(db: Database): Promise<string | null> {
   if (db.dialect !== 'postgres') return null;
   const setting = await sql<{ on: string }>`select current_setting('autovacuum') as on`.execute(db.db);
   if (setting.rows[0].on === 'on') return null;
