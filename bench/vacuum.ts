@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { autovacuumState } from '../src/db/autovacuum-check.js';
 import type { Database } from '../src/db/database.js';
 
 /** PostgreSQL's defaults: autovacuum_{vacuum,vacuum_insert,analyze}_{threshold,scale_factor}. */
@@ -26,8 +27,7 @@ export async function vacuumLikeAutovacuum(db: Database, label: string): Promise
 
 async function vacuumAsNeeded(db: Database): Promise<string | null> {
   if (db.dialect !== 'postgres') return null;
-  const setting = await sql<{ on: string }>`select current_setting('autovacuum') as on`.execute(db.db);
-  if (setting.rows[0].on === 'on') return null;
+  if ((await autovacuumState(db)).autovacuum) return null;
   const { rows } = await sql<TableCounts>`select s.relname, greatest(c.reltuples, 0)::float8 as reltuples, s.n_dead_tup::float8 as n_dead_tup,
       s.n_ins_since_vacuum::float8 as n_ins_since_vacuum, s.n_mod_since_analyze::float8 as n_mod_since_analyze
     from pg_stat_user_tables s join pg_class c on c.oid = s.relid

@@ -1,11 +1,10 @@
-import { CompiledQuery, sql, type Kysely, type RawBuilder } from 'kysely';
+import { CompiledQuery, sql, type RawBuilder } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { Prepared } from '../src/db/prepared.js';
 import { conversationsWithCap, takeFirstQuotaAndInsert, takeQuotaAndInsert } from '../src/messaging/accept-batch.js';
 import { postgresLookups } from '../src/ingest/apply.js';
 import { dueInboundEvents } from '../src/ingest/processor.js';
 import { inIndexOrder } from '../src/db/index-order.js';
-import type { DB } from '../src/db/schema.js';
 import { claimQueued } from '../src/messaging/committer.js';
 import { idFloor } from '../src/core/ids.js';
 import { conversationsOfAccountOn, repliesSentAfter, utcDayStart } from '../src/messaging/queue.js';
@@ -148,7 +147,7 @@ describe(`the processor's claim reads in index order under stale statistics (${T
 
     for (const busy of [[], ['biz_2']]) {
       const claim = dueInboundEvents(db().db, now, 500, busy).compile();
-      const plans = await inIndexOrder(db(), (tx) => plansOn(tx as Kysely<DB>, claim));
+      const plans = await inIndexOrder(db(), (tx) => plansOn(tx, claim));
       expect(plans).toHaveLength(2);
       for (const { mode, plan } of plans) {
         expect({ mode, busy, scans: tableScans(plan, ['inbound_events']).map(([index]) => index), sorts: nodeTypes(plan).filter((t) => t.includes('Sort')) })

@@ -23,4 +23,3 @@ export async function inIndexOrder<T>(database: Database, claim: (db: Executor) 
     return claim(tx);
   });
 }
-

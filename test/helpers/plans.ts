@@ -1,5 +1,5 @@
 import { sql, type Compilable, type CompiledQuery, type Kysely } from 'kysely';
-import type { Database } from '../../src/db/database.js';
+import type { Database, Executor } from '../../src/db/database.js';
 import type { DB } from '../../src/db/schema.js';
 
 export interface PlanNode { 'Node Type': string; 'Relation Name'?: string; 'Index Name'?: string; 'Index Cond'?: string; 'Recheck Cond'?: string; Plans?: PlanNode[] }
@@ -29,7 +29,7 @@ export async function postgresPlans(db: Kysely<DB>, query: { sql: string; parame
 }
 
 /** The same, on one connection as it is (a transaction's, with its settings). */
-export async function plansOn(conn: Kysely<DB>, query: { sql: string; parameters: readonly unknown[] }): Promise<{ mode: string; plan: PlanNode }[]> {
+export async function plansOn(conn: Executor, query: { sql: string; parameters: readonly unknown[] }): Promise<{ mode: string; plan: PlanNode }[]> {
   await sql.raw(`prepare plan_check as ${query.sql}`).execute(conn);
   const out: { mode: string; plan: PlanNode }[] = [];
   try {
